@@ -1,0 +1,445 @@
+/*
+ * transport.c -- where a request is sent: one libcurl easy handle per
+ * installation (so its connection is kept alive and reused), wrapped in a
+ * "vercel.marketplace.session" userdata.  One attempt per call: the retry
+ * policy lives in Lua (lua/vercel/marketplace/retry.lua) so that the nginx
+ * cosocket transport shares it.
+ *
+ * Also here: the path-segment escaping of ids and the clock the retry loop uses.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "buffer.h"
+#include "core.h"
+#include "encode.h"
+
+#define SESSION_MT "vercel.marketplace.session"
+#define DEFAULT_MAX_RESPONSE (8 * 1024 * 1024)
+#define KEEP_BUFFER (1024 * 1024) /* response buffer kept between requests */
+
+typedef struct session {
+  CURL *easy;
+  struct curl_slist *hdr_plain; /* Authorization, Accept, Expect */
+  struct curl_slist *hdr_json;  /* the same plus Content-Type */
+  mp_buf body;
+  size_t max_response;
+  long timeout_ms, connect_timeout_ms;
+  int too_large;
+  double retry_after; /* seconds; < 0 when the answer named none */
+  double retry_after_ms;
+  char request_id[128];
+  char content_type[128];
+  char errbuf[CURL_ERROR_SIZE];
+} session;
+
+/* ---------------------------------------------------------------- callbacks */
+
+/* Enforce the size limit here: libcurl's MAXFILESIZE does not stop a chunked
+ * body whose length is not announced. */
+static size_t on_body(char *data, size_t size, size_t n, void *ud) {
+  session *s = (session *)ud;
+  size_t len = size * n;
+  if (len > s->max_response - s->body.len) {
+    s->too_large = 1;
+    return 0;
+  }
+  return mp_buf_add(&s->body, data, len) ? len : 0;
+}
+
+/* Copy a header value without its trailing CR/LF, truncated to fit. */
+static void copy_value(char *dst, size_t cap, const char *v, size_t n) {
+  while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ')) n--;
+  if (n >= cap) n = cap - 1;
+  memcpy(dst, v, n);
+  dst[n] = '\0';
+}
+
+/* Retry-After is either delta-seconds or an HTTP-date (RFC 9110 10.2.3). */
+static double parse_retry_after(const char *v) {
+  char *end;
+  double secs = strtod(v, &end);
+  time_t at;
+  if (end != v && *end == '\0' && secs >= 0) return secs;
+  at = curl_getdate(v, NULL);
+  if (at == -1) return -1;
+  secs = difftime(at, time(NULL));
+  return secs > 0 ? secs : 0;
+}
+
+static int header_is(const char *line, size_t n, const char *name, size_t nlen) {
+  return n > nlen && line[nlen] == ':' && strncasecmp(line, name, nlen) == 0;
+}
+
+#define HEADER_IS(line, n, lit) header_is((line), (n), lit, sizeof(lit) - 1)
+
+static size_t on_header(char *line, size_t size, size_t n, void *ud) {
+  session *s = (session *)ud;
+  size_t len = size * n, skip;
+  const char *colon;
+  char value[128];
+  if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new response starts */
+    s->request_id[0] = s->content_type[0] = '\0';
+    s->retry_after = s->retry_after_ms = -1;
+    return len;
+  }
+  if ((colon = (const char *)memchr(line, ':', len)) == NULL) return len;
+  skip = (size_t)(colon - line) + 1;
+  while (skip < len && line[skip] == ' ') skip++;
+  copy_value(value, sizeof value, line + skip, len - skip);
+  if (HEADER_IS(line, len, "x-vercel-id"))
+    memcpy(s->request_id, value, sizeof value);
+  else if (HEADER_IS(line, len, "content-type"))
+    memcpy(s->content_type, value, sizeof value);
+  else if (HEADER_IS(line, len, "retry-after"))
+    s->retry_after = parse_retry_after(value);
+  else if (HEADER_IS(line, len, "retry-after-ms"))
+    s->retry_after_ms = parse_retry_after(value) / 1000.0;
+  return len;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static session *check_session(lua_State *L) {
+  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+  if (s->easy == NULL) luaL_error(L, "attempt to use a closed session");
+  return s;
+}
+
+/* One idempotent close for close(), __gc and __close. */
+static int session_close(lua_State *L) {
+  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+  if (s->easy != NULL) curl_easy_cleanup(s->easy);
+  curl_slist_free_all(s->hdr_plain);
+  curl_slist_free_all(s->hdr_json);
+  mp_buf_free(&s->body);
+  s->easy = NULL;
+  s->hdr_plain = s->hdr_json = NULL;
+  return 0;
+}
+
+static int session_tostring(lua_State *L) {
+  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+  lua_pushfstring(L, "%s (%s)", SESSION_MT, s->easy ? "open" : "closed");
+  return 1;
+}
+
+/* CR, LF or NUL in a header value would let a caller inject headers. */
+static const char *header_safe(lua_State *L, int t, const char *field, size_t *len) {
+  const char *v;
+  lua_getfield(L, t, field);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option '%s' must be a string", field);
+  v = lua_tolstring(L, -1, len);
+  if (strlen(v) != *len || strpbrk(v, "\r\n") != NULL)
+    luaL_error(L, "option '%s' must not contain CR, LF or NUL", field);
+  lua_pop(L, 1); /* still referenced by the options table */
+  return v;
+}
+
+static long opt_ms(lua_State *L, int t, const char *field, double dflt) {
+  double secs;
+  lua_getfield(L, t, field);
+  secs = luaL_optnumber(L, -1, dflt);
+  lua_pop(L, 1);
+  if (!(secs > 0 && secs < 1e6)) luaL_error(L, "option '%s' must be a positive number of seconds", field);
+  return (long)(secs * 1000.0 + 0.5);
+}
+
+static const char *opt_string(lua_State *L, int t, const char *field) {
+  size_t len;
+  return header_safe(L, t, field, &len);
+}
+
+/* Both header lists are built once: libcurl copies the strings, and the
+ * token then exists only inside them (never in a Lua-visible string of ours). */
+static struct curl_slist *headers(lua_State *L, int with_json, const char *token) {
+  /* "Expect:" stops libcurl from waiting for 100-continue on larger bodies. */
+  const char *fixed[] = {NULL, "Accept: application/json", "Expect:",
+                         with_json ? "Content-Type: application/json" : NULL};
+  struct curl_slist *list = NULL, *next;
+  size_t i;
+  fixed[0] = lua_pushfstring(L, "Authorization: Bearer %s", token);
+  for (i = 0; i < sizeof fixed / sizeof fixed[0] && fixed[i] != NULL; i++) {
+    if ((next = curl_slist_append(list, fixed[i])) == NULL) {
+      curl_slist_free_all(list);
+      list = NULL;
+      break;
+    }
+    list = next;
+  }
+  lua_pop(L, 1);
+  return list;
+}
+
+static void set_protocols(CURL *e) {
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85.0: the _STR forms */
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+}
+
+/* Options that hold for every request of this session. */
+static void set_fixed(session *s, const char *ua, const char *ca_file, const char *ca_path) {
+  CURL *e = s->easy;
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* a 3xx is an error */
+  curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);     /* keep our escaped ids as sent */
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)s);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)s);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, ua);
+  if (ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
+  if (ca_path) curl_easy_setopt(e, CURLOPT_CAPATH, ca_path);
+  set_protocols(e);
+}
+
+/* core.session{token=, user_agent=, timeout=, connect_timeout=, ca_file=,
+ * ca_path=, max_response_size=} -> session.  Misuse raises. */
+static int session_new(lua_State *L) {
+  size_t toklen = 0;
+  const char *token, *ua, *ca_file, *ca_path;
+  session *s;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  token = header_safe(L, 1, "token", &toklen);
+  if (token == NULL || toklen == 0) luaL_error(L, "option 'token' is required");
+  ua = opt_string(L, 1, "user_agent");
+  ca_file = opt_string(L, 1, "ca_file");
+  ca_path = opt_string(L, 1, "ca_path");
+  /* Create closed, then acquire: an error below leaves nothing to leak. */
+  s = (session *)mp_newuserdata(L, sizeof(session));
+  memset(s, 0, sizeof *s);
+  luaL_getmetatable(L, SESSION_MT);
+  lua_setmetatable(L, -2);
+  s->timeout_ms = opt_ms(L, 1, "timeout", 30);
+  s->connect_timeout_ms = opt_ms(L, 1, "connect_timeout", 10);
+  lua_getfield(L, 1, "max_response_size");
+  s->max_response = (size_t)luaL_optnumber(L, -1, DEFAULT_MAX_RESPONSE);
+  lua_pop(L, 1);
+  if ((s->easy = curl_easy_init()) == NULL) return luaL_error(L, "curl_easy_init failed");
+  s->hdr_plain = headers(L, 0, token);
+  s->hdr_json = headers(L, 1, token);
+  if (s->hdr_plain == NULL || s->hdr_json == NULL) return luaL_error(L, "not enough memory");
+  set_fixed(s, ua ? ua : "vercel-marketplace-lua/" MP_VERSION, ca_file, ca_path);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- a request */
+
+/* Method and body options are set afresh on every request: stale ones on a
+ * reused handle were behind two libcurl CVEs. */
+static void set_method(session *s, const char *method, const char *body, size_t len) {
+  CURL *e = s->easy;
+  if (body == NULL) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, (char *)NULL);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : (char *)NULL);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->hdr_plain);
+  } else {
+    /* The body string is pinned on the Lua stack until perform returns. */
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->hdr_json);
+  }
+}
+
+static void reset_answer(session *s) {
+  s->body.len = 0;
+  s->too_large = 0;
+  s->errbuf[0] = s->request_id[0] = s->content_type[0] = '\0';
+  s->retry_after = s->retry_after_ms = -1;
+}
+
+static void set_meta_string(lua_State *L, const char *field, const char *v) {
+  if (v[0] == '\0') return;
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, field);
+}
+
+/* The facts of an answer the Lua layer needs, success or not. */
+static void push_meta(lua_State *L, session *s) {
+  double ra = s->retry_after_ms >= 0 ? s->retry_after_ms : s->retry_after;
+  long connects = 0;
+  lua_createtable(L, 0, 4);
+  set_meta_string(L, "request_id", s->request_id);
+  set_meta_string(L, "content_type", s->content_type);
+  if (ra >= 0) {
+    lua_pushnumber(L, ra);
+    lua_setfield(L, -2, "retry_after");
+  }
+  curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &connects);
+  lua_pushboolean(L, connects == 0); /* the kept-alive connection served it */
+  lua_setfield(L, -2, "reused");
+}
+
+/* Failures worth another attempt: the connection could not be made or broke
+ * before a whole answer came.  Not timeouts, TLS failures or oversized bodies. */
+static int retryable(CURLcode rc) {
+  switch (rc) {
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_GOT_NOTHING:
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_PARTIAL_FILE:
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static int push_failure(lua_State *L, session *s, CURLcode rc) {
+  lua_pushnil(L);
+  if (s->too_large) {
+    lua_pushliteral(L, "transport");
+    lua_pushfstring(L, "response larger than %d bytes (max_response_size)", (int)s->max_response);
+  } else {
+    lua_pushstring(L, rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "transport");
+    lua_pushstring(L, s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc));
+  }
+  lua_pushboolean(L, !s->too_large && retryable(rc));
+  return 4;
+}
+
+static const char *const methods[] = {"GET", "PUT", "PATCH", "DELETE", "POST", NULL};
+
+/* session:perform(method, url [, body [, timeout]]) ->
+ *   status, body, meta  |  nil, "timeout"|"transport", message, retryable */
+static int session_perform(lua_State *L) {
+  session *s = check_session(L);
+  const char *method = methods[luaL_checkoption(L, 2, NULL, methods)];
+  size_t urllen, len = 0;
+  const char *url = luaL_checklstring(L, 3, &urllen);
+  const char *body = luaL_optlstring(L, 4, NULL, &len);
+  long status = 0;
+  CURLcode rc;
+  if (strlen(url) != urllen || strpbrk(url, "\r\n\t ") != NULL)
+    return luaL_argerror(L, 3, "URL must not contain spaces, CR, LF or NUL");
+  reset_answer(s);
+  curl_easy_setopt(s->easy, CURLOPT_URL, url);
+  set_method(s, method, body, len);
+  curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+  curl_easy_setopt(s->easy, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
+  rc = curl_easy_perform(s->easy);
+  if (rc != CURLE_OK) return push_failure(L, s, rc);
+  curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+  lua_pushinteger(L, (lua_Integer)status);
+  lua_pushlstring(L, s->body.data ? s->body.data : "", s->body.len);
+  push_meta(L, s);
+  mp_buf_trim(&s->body, KEEP_BUFFER);
+  return 3;
+}
+
+/* ---------------------------------------------------------------- ids, time */
+
+/* Percent-encode like JavaScript's encodeURIComponent. */
+static int is_unreserved(unsigned char c) {
+  return isalnum(c) || (c != '\0' && strchr("-_.!~*'()", c) != NULL);
+}
+
+static const char *id_problem(const char *id, size_t len) {
+  size_t i;
+  if (len == 0) return "must not be empty";
+  if ((len == 1 && id[0] == '.') || (len == 2 && id[0] == '.' && id[1] == '.'))
+    return "must not be '.' or '..'";
+  for (i = 0; i < len; i++)
+    if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f) return "must not contain control characters";
+  if (!mp_utf8_valid(id, len)) return "is not valid UTF-8";
+  return NULL;
+}
+
+/* core.escape_id(id) -> escaped | nil, message.  A non-string raises. */
+static int escape_id(lua_State *L) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t len, i;
+  const char *id, *problem;
+  luaL_Buffer b;
+  if (lua_type(L, 1) != LUA_TSTRING) return luaL_argerror(L, 1, "resource id must be a string");
+  id = lua_tolstring(L, 1, &len);
+  if ((problem = id_problem(id, len)) != NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, problem);
+    return 2;
+  }
+  luaL_buffinit(L, &b);
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)id[i];
+    if (is_unreserved(c)) {
+      luaL_addchar(&b, (char)c);
+    } else {
+      luaL_addchar(&b, '%');
+      luaL_addchar(&b, hex[c >> 4]);
+      luaL_addchar(&b, hex[c & 15]);
+    }
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* core.sleep(seconds): blocks the thread; the nginx path uses ngx.sleep. */
+static int core_sleep(lua_State *L) {
+  double secs = luaL_checknumber(L, 1);
+  struct timespec ts;
+  if (!(secs > 0)) return 0;
+  ts.tv_sec = (time_t)secs;
+  ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+  }
+  return 0;
+}
+
+/* core.now() -> monotonic seconds, for retry budgets (immune to clock steps). */
+static int core_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+static const luaL_Reg session_methods[] = {
+    {"perform", session_perform}, {"close", session_close}, {NULL, NULL}};
+
+static const luaL_Reg session_meta[] = {{"__gc", session_close},
+                                        {"__close", session_close},
+                                        {"__tostring", session_tostring},
+                                        {NULL, NULL}};
+
+static const luaL_Reg functions[] = {{"session", session_new},
+                                     {"escape_id", escape_id},
+                                     {"sleep", core_sleep},
+                                     {"now", core_now},
+                                     {NULL, NULL}};
+
+void mp_open_transport(lua_State *L) {
+  if (luaL_newmetatable(L, SESSION_MT)) {
+    mp_setfuncs(L, session_meta, 0);
+    lua_newtable(L);
+    mp_setfuncs(L, session_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, SESSION_MT);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  mp_setfuncs(L, functions, 0);
+}

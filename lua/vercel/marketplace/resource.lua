@@ -1,0 +1,54 @@
+--- Resource objects, as `get` and `list` return them.
+--
+-- A resource is the decoded JSON object with every field the API returned
+-- (unknown ones too), plus methods through its metatable.  The installation it
+-- came from is kept in a weak side table, not in a field, so it can never
+-- collide with a field of the API.
+-- @module vercel.marketplace.resource
+local M = {}
+
+local owner = setmetatable({}, { __mode = "k" })
+local methods = {}
+local Resource = { __name = "vercel.marketplace.resource", __index = methods }
+
+function Resource.__tostring(r)
+  return ("vercel.marketplace.resource(%s)"):format(tostring(methods.partner_id(r)))
+end
+
+--- The partner's id of this resource (`id` from `get`, `partnerId` from `list`).
+function methods:partner_id()
+  return rawget(self, "id") or rawget(self, "partnerId")
+end
+
+--- Update this resource (PATCH): see `installation:update`.
+function methods:update(patch)
+  return owner[self]:update(self:partner_id(), patch)
+end
+
+--- Delete this resource: see `installation:delete`.
+function methods:delete()
+  return owner[self]:delete(self:partner_id())
+end
+
+--- Replace this resource's fields by what the API has now.
+-- @return the resource itself, or nil, err
+function methods:refresh()
+  local fresh, err = owner[self]:get(self:partner_id())
+  if not fresh then return nil, err end
+  for k in pairs(self) do self[k] = nil end
+  for k, v in pairs(fresh) do self[k] = v end
+  return self
+end
+
+--- Give a decoded table the resource methods, bound to installation `inst`.
+function M.wrap(inst, t)
+  owner[t] = inst
+  return setmetatable(t, Resource)
+end
+
+--- Is `v` a resource object?
+function M.is(v)
+  return getmetatable(v) == Resource
+end
+
+return M

@@ -1,0 +1,54 @@
+rockspec_format = "3.0"
+package = "vercel-marketplace"
+version = "0.1.0-1"
+source = {
+  url = "git+file:///dev/null", -- built from a checkout with `luarocks make`
+  tag = "v0.1.0",
+}
+description = {
+  summary = "Client for the Vercel Marketplace resource API: C core (libcurl), Lua API",
+  detailed = [[
+Import, update, read, list and delete Vercel Marketplace resources and rotate
+their secrets from Lua.  Bodies are validated and encoded by a C core before
+anything is sent; requests go over libcurl with keep-alive, retries and
+backoff.  Ships a local emulator of the API (nginx + lua-nginx-module).
+]],
+  license = "MIT",
+  labels = { "vercel", "marketplace", "http", "curl" },
+}
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson >= 2.1.0",
+}
+build_dependencies = {}
+test_dependencies = { "busted" }
+external_dependencies = {
+  CURL = { header = "curl/curl.h", library = "curl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["vercel.marketplace.core"] = {
+      sources = {
+        "csrc/core.c", "csrc/schema.c", "csrc/validate.c", "csrc/encode.c", "csrc/transport.c",
+      },
+      libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+    },
+    ["vercel.marketplace"] = "lua/vercel/marketplace.lua",
+    ["vercel.marketplace.error"] = "lua/vercel/marketplace/error.lua",
+    ["vercel.marketplace.retry"] = "lua/vercel/marketplace/retry.lua",
+    ["vercel.marketplace.resource"] = "lua/vercel/marketplace/resource.lua",
+    ["vercel.marketplace.emulator"] = "lua/vercel/marketplace/emulator/init.lua",
+  },
+  install = {
+    bin = {
+      ["vercel-marketplace-emulator"] = "bin/vercel-marketplace-emulator",
+    },
+  },
+}
+test = {
+  type = "busted",
+}
