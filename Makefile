@@ -23,6 +23,8 @@ HDRS := $(wildcard csrc/*.h)
 CORE     := build/$(LUA_VERSION)/vercel/marketplace/core.so
 CORE_JIT := build/luajit/vercel/marketplace/core.so
 
+SHELL := /bin/bash
+
 .PHONY: all core luajit test demo bench install clean deps
 
 all: core luajit
@@ -47,8 +49,10 @@ TREE_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec
            LUA_CPATH="$(CURDIR)/build/$(LUA_VERSION)/?.so;;" \
            VERCEL_MARKETPLACE_LUAJIT_CPATH="$(CURDIR)/build/luajit/?.so"
 
+# The suite, then one plain "N passed, N failed" line for CI.
 test: all
-	$(TREE_ENV) $(LUA) $(BUSTED) --lpath= --cpath= spec
+	@set -o pipefail; $(TREE_ENV) $(LUA) $(BUSTED) spec | tee build/test-$(LUA_VERSION).log
+	@awk '/ successes \/ / { print $$1 " passed, " $$4 + $$7 " failed" }' build/test-$(LUA_VERSION).log
 
 demo: deps all
 	$(TREE_ENV) bin/demo

@@ -23,7 +23,9 @@ dependencies = {
 build_dependencies = {}
 test_dependencies = { "busted" }
 external_dependencies = {
-  CURL = { header = "curl/curl.h", library = "curl" },
+  -- Only the library is checked: Debian keeps curl.h in a multiarch include
+  -- directory that LuaRocks does not search, but the compiler does.
+  CURL = { library = "curl" },
 }
 build = {
   type = "builtin",
@@ -39,9 +41,19 @@ build = {
     },
     ["vercel.marketplace"] = "lua/vercel/marketplace.lua",
     ["vercel.marketplace.error"] = "lua/vercel/marketplace/error.lua",
+    ["vercel.marketplace.response"] = "lua/vercel/marketplace/response.lua",
     ["vercel.marketplace.retry"] = "lua/vercel/marketplace/retry.lua",
     ["vercel.marketplace.resource"] = "lua/vercel/marketplace/resource.lua",
+    ["vercel.marketplace.transport"] = "lua/vercel/marketplace/transport.lua",
+    -- The emulator's handlers, loaded by nginx (LuaJIT) from the launcher.
     ["vercel.marketplace.emulator"] = "lua/vercel/marketplace/emulator/init.lua",
+    ["vercel.marketplace.emulator.api"] = "lua/vercel/marketplace/emulator/api.lua",
+    ["vercel.marketplace.emulator.control"] = "lua/vercel/marketplace/emulator/control.lua",
+    ["vercel.marketplace.emulator.faults"] = "lua/vercel/marketplace/emulator/faults.lua",
+    ["vercel.marketplace.emulator.journal"] = "lua/vercel/marketplace/emulator/journal.lua",
+    ["vercel.marketplace.emulator.json"] = "lua/vercel/marketplace/emulator/json.lua",
+    ["vercel.marketplace.emulator.reply"] = "lua/vercel/marketplace/emulator/reply.lua",
+    ["vercel.marketplace.emulator.store"] = "lua/vercel/marketplace/emulator/store.lua",
   },
   install = {
     bin = {

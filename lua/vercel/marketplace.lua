@@ -14,10 +14,11 @@
 -- token, an unknown option) raises a Lua error.
 -- @module vercel.marketplace
 local core = require "vercel.marketplace.core"
-local cjson = require "cjson"
 local errors = require "vercel.marketplace.error"
-local retry = require "vercel.marketplace.retry"
 local resource = require "vercel.marketplace.resource"
+local response = require "vercel.marketplace.response"
+local retry = require "vercel.marketplace.retry"
+local transport = require "vercel.marketplace.transport"
 
 local M = { VERSION = core.VERSION }
 
@@ -92,40 +93,6 @@ function M.validate(kind, body)
   return nil, errors.validation(kind, problems)
 end
 
--- Responses ---------------------------------------------------------------
-
-local REASONS = {
-  [301] = "Moved Permanently (redirects are not followed)", [302] = "Found (redirects are not followed)",
-  [307] = "Temporary Redirect (redirects are not followed)", [308] = "Permanent Redirect (redirects are not followed)",
-  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
-  [409] = "Conflict", [410] = "Gone", [422] = "Unprocessable Entity", [429] = "Too Many Requests",
-  [500] = "Internal Server Error", [502] = "Bad Gateway", [503] = "Service Unavailable",
-  [504] = "Gateway Timeout",
-}
-
--- Decode a JSON object; Debian's cjson 2.1.0 gives floats, so integers are
--- restored (on Lua 5.3+) by the core.
-local function decode_object(body)
-  local ok, v = pcall(cjson.decode, body)
-  if not ok then return nil, (tostring(v):gsub("^.-: ", "")) end
-  if type(v) ~= "table" then return nil, "not a JSON object" end
-  return core.integerize(v)
-end
-
-local function http_error(status, body, meta)
-  local e = { status = status, request_id = meta.request_id, retry_after = meta.retry_after }
-  local v = decode_object(body)
-  local api = v and v.error
-  if type(api) == "table" then
-    e.code = type(api.code) == "string" and api.code or nil
-    e.api_message = type(api.message) == "string" and api.message or nil
-    e.limit = type(api.limit) == "table" and api.limit or nil
-  end
-  local reason = REASONS[status]
-  local msg = "the API answered " .. status .. (reason and (" " .. reason) or "")
-  return errors.new("http", msg, e)
-end
-
 -- Installation ------------------------------------------------------------
 
 local Installation = { __name = "vercel.marketplace.installation" }
@@ -135,7 +102,37 @@ function Installation:__tostring()
   return ("vercel.marketplace.installation(%s, %s)"):format(self.id, self.base_url)
 end
 
--- One request with retries.  Returns status, body, meta or nil, err.
+-- The operations on one resource: method, path suffix, body kind (nil: no
+-- body) and what the answer holds ("object": decoded JSON, "none": true).
+local OPS = {
+  import = { method = "PUT", kind = "import", answer = "object" },
+  update = { method = "PATCH", kind = "update", answer = "object" },
+  get = { method = "GET", answer = "object" },
+  delete = { method = "DELETE", answer = "none" },
+  secrets = { method = "PUT", suffix = "/secrets", kind = "secrets", answer = "none" },
+}
+M._OPS = OPS
+
+--- Everything about a request that can be known before sending it:
+-- `method, path, json` or `nil, err` (a `validation` error: nothing is sent).
+-- Batches use this too, so a batch item is refused exactly as a single call.
+function Installation:_prepare(op, id, body)
+  local o = OPS[op]
+  local esc, problem = core.escape_id(id)
+  if not esc then
+    return nil, errors.new("validation", "invalid resource id; nothing was sent",
+      { errors = { { path = "id", message = problem } } })
+  end
+  local json
+  if o.kind then
+    local problems
+    json, problems = core.encode(o.kind, body)
+    if not json then return nil, errors.validation(o.kind, problems) end
+  end
+  return o.method, self._prefix .. "/resources/" .. esc .. (o.suffix or ""), json
+end
+
+--- One request with retries: `status, body, meta` or `nil, err`.
 function Installation:_send(method, path, json)
   local opts, url = self._opts, self.base_url .. path
   local attempt = 0
@@ -143,7 +140,7 @@ function Installation:_send(method, path, json)
     attempt = attempt + 1
     local status, body, meta, retryable = self._session:perform(method, url, json)
     if status and status >= 200 and status < 300 then return status, body, meta end
-    local err = status and http_error(status, body, meta) or errors.new(body, meta)
+    local err = response.failure(status, body, meta)
     err.method, err.path, err.attempts = method, path, attempt
     if attempt > opts.retries or not retry.retryable(err, retryable) then return nil, err end
     local wait = retry.delay(attempt, err, opts)
@@ -152,42 +149,13 @@ function Installation:_send(method, path, json)
   end
 end
 
--- Send and decode a JSON object answer.
-function Installation:_call(method, path, json)
-  local status, body, meta = self:_send(method, path, json)
-  if not status then return nil, body end
-  local v, why = decode_object(body)
-  if not v then
-    return nil, errors.new("decode", ("expected a JSON object, got %s"):format(why), {
-      status = status, request_id = meta.request_id, method = method, path = path,
-    })
-  end
-  return v
-end
-
-function Installation:_path(id, suffix)
-  local esc, problem = core.escape_id(id)
-  if not esc then
-    return nil, errors.new("validation", "invalid resource id; nothing was sent",
-      { errors = { { path = "id", message = problem } } })
-  end
-  return self._prefix .. "/resources/" .. esc .. (suffix or "")
-end
-
--- Encode a body, or the validation error.
-local function encode(kind, body)
-  local json, problems = core.encode(kind, body)
-  if not json then return nil, errors.validation(kind, problems) end
-  return json
-end
-
--- The shape shared by import and update: validate, encode, send, decode.
-local function upsert(self, method, kind, id, body)
-  local path, err = self:_path(id)
-  if not path then return nil, err end
-  local json, verr = encode(kind, body)
-  if not json then return nil, verr end
-  return self:_call(method, path, json)
+-- Prepare, send and read one operation.
+function Installation:_run(op, id, body)
+  local method, path, json = self:_prepare(op, id, body)
+  if not method then return nil, path end
+  local status, resp, meta = self:_send(method, path, json)
+  if not status then return nil, resp end
+  return response.value(OPS[op].answer, status, resp, meta, method, path)
 end
 
 --- Import (upsert) a resource: `PUT /v1/installations/{id}/resources/{rid}`.
@@ -197,7 +165,7 @@ end
 function Installation:import(id, body)
   check_arg("import", 1, id, "string")
   check_arg("import", 2, body, "table")
-  return upsert(self, "PUT", "import", id, body)
+  return self:_run("import", id, body)
 end
 
 --- Update a resource partially: `PATCH .../resources/{rid}`.
@@ -208,7 +176,7 @@ end
 function Installation:update(id, patch)
   check_arg("update", 1, id, "string")
   check_arg("update", 2, patch, "table")
-  return upsert(self, "PATCH", "update", id, patch)
+  return self:_run("update", id, patch)
 end
 
 --- Read one resource: `GET .../resources/{rid}`.
@@ -216,10 +184,8 @@ end
 --  `update`, `delete`, `refresh`), or nil, err
 function Installation:get(id)
   check_arg("get", 1, id, "string")
-  local path, err = self:_path(id)
-  if not path then return nil, err end
-  local v, e = self:_call("GET", path)
-  if not v then return nil, e end
+  local v, err = self:_run("get", id)
+  if not v then return nil, err end
   return resource.wrap(self, v)
 end
 
@@ -227,13 +193,16 @@ end
 -- @return an array of resource objects, or nil, err
 function Installation:list()
   local path = self._prefix .. "/resources"
-  local v, e = self:_call("GET", path)
-  if not v then return nil, e end
+  local status, body, meta = self:_send("GET", path)
+  if not status then return nil, body end
+  local v, err = response.value("object", status, body, meta, "GET", path)
+  if not v then return nil, err end
   if type(v.resources) ~= "table" then
-    return nil, errors.new("decode", "expected a \"resources\" array", { method = "GET", path = path })
+    return nil, errors.new("decode", "expected a \"resources\" array",
+      { status = status, request_id = meta.request_id, method = "GET", path = path })
   end
-  for i, r in ipairs(v.resources) do
-    if type(r) == "table" then resource.wrap(self, r) else v.resources[i] = r end
+  for _, r in ipairs(v.resources) do
+    if type(r) == "table" then resource.wrap(self, r) end
   end
   return v.resources
 end
@@ -242,11 +211,7 @@ end
 -- @return true, or nil, err
 function Installation:delete(id)
   check_arg("delete", 1, id, "string")
-  local path, err = self:_path(id)
-  if not path then return nil, err end
-  local status, e = self:_send("DELETE", path)
-  if not status then return nil, e end
-  return true
+  return self:_run("delete", id)
 end
 
 --- Replace (or, with `{partial = true}`, merge) a resource's secrets:
@@ -264,13 +229,7 @@ function Installation:update_secrets(id, secrets, opts)
   for k in pairs(opts) do
     if k ~= "partial" then error(("unknown option '%s' to 'update_secrets'"):format(tostring(k)), 2) end
   end
-  local path, err = self:_path(id, "/secrets")
-  if not path then return nil, err end
-  local json, verr = encode("secrets", { secrets = secrets, partial = opts.partial })
-  if not json then return nil, verr end
-  local status, e = self:_send("PUT", path, json)
-  if not status then return nil, e end
-  return true
+  return self:_run("secrets", id, { secrets = secrets, partial = opts.partial })
 end
 
 --- Close the connection now (it is also closed when collected).
@@ -326,7 +285,7 @@ function M.installation(id, opts)
   if not esc then error("bad argument #1 to 'installation' (installation id " .. problem .. ")", 2) end
   local o = check_options(opts)
   local base = check_base_url(o.base_url)
-  local session = core.session({
+  local session, sleep = transport.open({
     token = opts.token,
     timeout = o.timeout,
     connect_timeout = o.connect_timeout,
@@ -341,7 +300,7 @@ function M.installation(id, opts)
     _prefix = "/v1/installations/" .. esc,
     _opts = o,
     _session = session,
-    _sleep = core.sleep,
+    _sleep = sleep,
   }, Installation)
 end
 

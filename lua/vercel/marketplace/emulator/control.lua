@@ -1,0 +1,104 @@
+-- The control interface under /_emulator/: no auth, JSON in and out. Tests
+-- arm faults and the rate limit here, read the request log, and look at
+-- stored records with their secrets.
+local faults = require "vercel.marketplace.emulator.faults"
+local journal = require "vercel.marketplace.emulator.journal"
+local json = require "vercel.marketplace.emulator.json"
+local reply = require "vercel.marketplace.emulator.reply"
+local store = require "vercel.marketplace.emulator.store"
+
+local M = {}
+
+local function bad(message)
+  return reply.error(400, "bad_request", message)
+end
+
+-- The JSON object in a control body; an empty body is an empty object.
+local function object(raw)
+  if raw == nil or raw == "" then return {} end
+  local v, err = json.decode(raw)
+  if type(v) ~= "table" or v == json.empty_array or v[1] ~= nil then
+    return nil, "body should be a JSON object" .. (err and (": " .. err) or "")
+  end
+  return v
+end
+
+local function ping()
+  return reply.json(200, { ok = true, nonce = os.getenv("VERCEL_MARKETPLACE_EMULATOR_NONCE") })
+end
+
+local function add_fault(raw)
+  local spec, err = object(raw)
+  if not spec then return bad(err) end
+  local id, why = faults.add(spec)
+  if not id then return bad(why) end
+  return reply.json(201, { id = id })
+end
+
+local function list_faults()
+  return reply.json(200, { faults = json.array(faults.list()) })
+end
+
+local function clear_faults()
+  faults.clear()
+  return reply.json(200, { ok = true })
+end
+
+local function set_rate_limit(raw)
+  local spec, err = object(raw)
+  if not spec then return bad(err) end
+  local ok, why = faults.set_rate_limit(spec)
+  if not ok then return bad(why) end
+  return reply.json(201, { ok = true })
+end
+
+local function clear_rate_limit()
+  faults.clear_rate_limit()
+  return reply.json(200, { ok = true })
+end
+
+local function requests()
+  return reply.json(200, { requests = json.array(journal.list()) })
+end
+
+local function clear_requests()
+  journal.clear()
+  return reply.json(200, { ok = true })
+end
+
+local function resource(_, icfg, rid)
+  local r = icfg and rid and store.get(icfg, rid)
+  if not r then return reply.error(404, "not_found", "Resource not found") end
+  return reply.json(200, r)
+end
+
+local function reset()
+  store.reset()
+  faults.reset()
+  journal.clear()
+  return reply.json(200, { ok = true })
+end
+
+local ROUTES = {
+  ping = { GET = ping },
+  faults = { POST = add_fault, GET = list_faults, DELETE = clear_faults },
+  ["rate-limit"] = { POST = set_rate_limit, DELETE = clear_rate_limit },
+  requests = { GET = requests, DELETE = clear_requests },
+  resources = { GET = resource },
+  reset = { POST = reset },
+}
+
+-- handle(req): segs[1] is "_emulator"; segs[2] names the endpoint.
+function M.handle(req)
+  local segs = req.segs
+  local routes = ROUTES[segs[2] or ""]
+  local extra = segs[2] == "resources" and 4 or 2   -- resources/{icfg}/{rid}
+  if not routes or #segs ~= extra then
+    return reply.error(404, "not_found", "No such control endpoint")
+  end
+  local handler = routes[req.method]
+  if not handler then return reply.error(405, "method_not_allowed", "Method not allowed") end
+  return handler(req.body, segs[3], segs[4])
+end
+
+return M

@@ -1,0 +1,261 @@
+-- spec/helper.lua: what the specs share. Runs the emulator as a subprocess
+-- (libcurl blocks, so the server cannot live in the test process) and
+-- speaks raw HTTP through the curl command for requests our client would
+-- refuse to send. Lua 5.4 has no sockets and no sleep: both go through the
+-- shell, and every wait below is bounded.
+--
+--   local emu = helper.start_emulator({ token = "t" })  -- emu.url, .port, .pid, .token
+--   emu:control(method, "/_emulator/...", value?)      -- status, decoded body
+--   emu:api(method, "/v1/...", body?, headers?)        -- authorized API call
+--   emu:requests(), emu:record(icfg, rid), emu:reset(), emu:stop()
+--   helper.http(method, url, {headers, body, timeout}) -- raw HTTP via curl
+local cjson = require "cjson"
+
+local helper = {}
+
+-- The repository root, from this file's own path, so specs run from any cwd.
+local function repo_root()
+  local src = debug.getinfo(1, "S").source:gsub("^@", "")
+  if src:sub(1, 1) ~= "/" then src = (os.getenv("PWD") or ".") .. "/" .. src end
+  local dir = src:match("^(.*)/spec/[^/]*$") or "."
+  return dir
+end
+helper.root = repo_root()
+helper.emulator_bin = helper.root .. "/bin/vercel-marketplace-emulator"
+
+-- Single-quote a string for sh.
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+helper.shell_quote = q
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+helper.read_file = read_file
+
+local function write_file(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+-- Run a shell command; its stdout.
+local function capture(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+function helper.sleep(seconds)
+  os.execute("sleep " .. string.format("%.3f", seconds))
+end
+
+-- Wall-clock seconds with a fraction (os.time has whole seconds only).
+function helper.now()
+  return tonumber(capture("date +%s.%N")) or os.time()
+end
+
+-- Whether a process is still there (a zombie counts as gone).
+function helper.alive(pid)
+  local stat = capture("ps -o stat= -p " .. math.floor(pid) .. " 2>/dev/null")
+  return stat:match("%S") ~= nil and not stat:match("^%s*Z")
+end
+
+-- The decoded JSON in `text`, or `text` itself when it is not JSON.
+function helper.decode(text)
+  if text == nil or text == "" then return text end
+  local ok, v = pcall(cjson.decode, text)
+  if ok then return v end
+  return text
+end
+
+local function parse_headers(text)
+  local headers, status_line = {}, nil
+  -- Keep only the last block: curl writes one per response (100-continue...).
+  for line in (text or ""):gmatch("[^\r\n]+") do
+    if line:match("^HTTP/") then headers, status_line = {}, line
+    else
+      local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+      if name then headers[name:lower()] = value end
+    end
+  end
+  return headers, status_line
+end
+
+-- helper.http(method, url, opts) -> status, body, headers
+-- opts: headers = {name = value}, body = "raw", timeout = seconds (10).
+-- When curl itself fails (dropped connection, short body, timeout) it
+-- returns nil, "curl: (N) message", {curl_exit = N, body = partial body}.
+function helper.http(method, url, opts)
+  opts = opts or {}
+  local out, hdr, err = os.tmpname(), os.tmpname(), os.tmpname()
+  local cmd = { "curl -sS -X", q(method), "--max-time", tostring(opts.timeout or 10),
+                "-o", q(out), "-D", q(hdr), "-w '%{http_code}'" }
+  if url:match("^https:") then cmd[#cmd + 1] = "-k" end   -- test certificates
+  for name, value in pairs(opts.headers or {}) do
+    cmd[#cmd + 1] = "-H " .. q(name .. ": " .. value)
+  end
+  local bodyfile
+  if opts.body then
+    bodyfile = os.tmpname()
+    write_file(bodyfile, opts.body)
+    cmd[#cmd + 1] = "--data-binary @" .. q(bodyfile)
+    if not (opts.headers and (opts.headers["Content-Type"] or opts.headers["content-type"])) then
+      cmd[#cmd + 1] = "-H 'Content-Type: application/json'"
+    end
+  end
+  cmd[#cmd + 1] = q(url)
+  cmd[#cmd + 1] = "2>" .. q(err) .. "; echo \" $?\""
+  local res = capture(table.concat(cmd, " "))
+  local code, exit = res:match("(%d+)%s+(%d+)%s*$")
+  local body, headers = read_file(out) or "", parse_headers(read_file(hdr))
+  local errtext = (read_file(err) or ""):gsub("%s+$", "")
+  for _, f in ipairs({ out, hdr, err, bodyfile }) do os.remove(f) end
+  exit = tonumber(exit)
+  if exit ~= 0 then
+    return nil, errtext ~= "" and errtext or ("curl exit " .. tostring(exit)),
+           { curl_exit = exit, body = body, headers = headers }
+  end
+  return tonumber(code), body, headers
+end
+
+local Emulator = {}
+Emulator.__index = Emulator
+
+-- emu:control(method, path, value?) -> status, decoded body (or raw text)
+function Emulator:control(method, path, value)
+  local opts = {}
+  if value ~= nil then opts.body = cjson.encode(value) end
+  local status, body, headers = helper.http(method, self.url .. path, opts)
+  return status, helper.decode(body), headers
+end
+
+-- emu:api(method, path, body_table_or_string?, headers?) -> status, decoded
+-- body, headers: an authorized API request (path like "/v1/...").
+function Emulator:api(method, path, body, headers)
+  local h = { Authorization = "Bearer " .. self.token }
+  for k, v in pairs(headers or {}) do h[k] = v end
+  if type(body) == "table" then body = cjson.encode(body) end
+  local status, text, hdrs = helper.http(method, self.url .. path, { headers = h, body = body })
+  return status, helper.decode(text), hdrs
+end
+
+function Emulator:requests()
+  local status, body = self:control("GET", "/_emulator/requests")
+  assert(status == 200, "GET /_emulator/requests answered " .. tostring(status))
+  return body.requests
+end
+
+function Emulator:reset()
+  local status = self:control("POST", "/_emulator/reset")
+  assert(status == 200, "POST /_emulator/reset answered " .. tostring(status))
+end
+
+-- The stored record including secrets, or nil.
+function Emulator:record(icfg, rid)
+  local function enc(s) return (s:gsub("[^%w%-_.~]", function(c) return string.format("%%%02X", c:byte()) end)) end
+  local status, body = self:control("GET", "/_emulator/resources/" .. enc(icfg) .. "/" .. enc(rid))
+  if status == 200 then return body end
+end
+
+function Emulator:stderr() return read_file(self.errfile) or "" end
+
+-- emu:stop(signal?): signal the launcher (TERM), wait up to ~5 s, then KILL.
+function Emulator:stop(signal)
+  if self.stopped then return end
+  self.stopped = true
+  os.execute("kill -" .. (signal or "TERM") .. " " .. self.pid .. " 2>/dev/null")
+  for _ = 1, 100 do
+    if not helper.alive(self.pid) then break end
+    helper.sleep(0.05)
+  end
+  if helper.alive(self.pid) then os.execute("kill -KILL " .. self.pid .. " 2>/dev/null") end
+  os.remove(self.outfile)
+  os.remove(self.errfile)
+end
+
+-- helper.start_emulator(opts) -> emulator object
+-- opts: token, state (file), tls_cert and tls_key (PEM files: serve HTTPS),
+-- env ({NAME = value}), args ({...} extra arguments).
+function helper.start_emulator(opts)
+  opts = opts or {}
+  local token = opts.token or "emulator-token"
+  local outfile, errfile = os.tmpname(), os.tmpname()
+  local args = { q(helper.emulator_bin), "--port 0", "--token", q(token) }
+  if opts.state then args[#args + 1] = "--state " .. q(opts.state) end
+  if opts.tls_cert then
+    args[#args + 1] = "--tls-cert " .. q(opts.tls_cert) .. " --tls-key " .. q(opts.tls_key)
+  end
+  for _, a in ipairs(opts.args or {}) do args[#args + 1] = q(a) end
+  local env = {}
+  for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. q(v) end
+  local inner = table.concat(env, " ") .. " exec " .. table.concat(args, " ")
+      .. " >" .. q(outfile) .. " 2>" .. q(errfile) .. " </dev/null"
+  local pid = tonumber(capture("sh -c " .. q(inner .. " & echo $!")))
+  assert(pid, "could not start the emulator")
+  local emu = setmetatable({ pid = pid, token = token, outfile = outfile,
+                             errfile = errfile }, Emulator)
+  for _ = 1, 200 do                                  -- about 10 s
+    local scheme, port = (read_file(outfile) or ""):match("listening on (https?)://127%.0%.0%.1:(%d+)")
+    if port then
+      emu.port = tonumber(port)
+      emu.url = scheme .. "://127.0.0.1:" .. port
+      return emu
+    end
+    if not helper.alive(pid) then break end
+    helper.sleep(0.05)
+  end
+  local why = emu:stderr()
+  emu:stop()
+  error("emulator did not start:\n" .. why, 2)
+end
+
+-- A local port nothing listens on (for "connection refused" specs).
+function helper.closed_port()
+  for _ = 1, 50 do
+    local port = math.random(20000, 60000)
+    local probe = "bash -c 'exec 3<>/dev/tcp/127.0.0.1/" .. port .. "' 2>/dev/null"
+    if not os.execute(probe) then return port end
+  end
+  error("no closed port found in 50 tries")
+end
+
+-- helper.run_lua(code, env?) -> ok, output: run `code` in a fresh lua5.4
+-- (LUA_PATH and LUA_CPATH inherited) with extra environment variables;
+-- output is stdout and stderr together. Bounded to 60 s.
+function helper.run_lua(code, env)
+  local file = os.tmpname()
+  write_file(file, code)
+  local vars = {}
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+  local cmd = "env " .. table.concat(vars, " ") .. " timeout 60 lua5.4 " .. q(file) .. " 2>&1"
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  local ok = p:close()
+  os.remove(file)
+  return ok == true, out
+end
+
+-- helper.make_certificate() -> {cert = path, key = path, remove = fn}: a
+-- self-signed certificate for DNS:localhost only, valid for a day. Being
+-- self-signed, the certificate is also the CA file that trusts it.
+function helper.make_certificate()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -m 700 " .. q(dir)))
+  local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
+  local cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost"
+      .. " -addext subjectAltName=DNS:localhost -keyout " .. q(key) .. " -out " .. q(cert)
+      .. " >/dev/null 2>&1"
+  assert(os.execute(cmd), "openssl could not make a certificate")
+  return { cert = cert, key = key, dir = dir,
+           remove = function() os.execute("rm -rf " .. q(dir)) end }
+end
+
+return helper

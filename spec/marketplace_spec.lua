@@ -1,0 +1,334 @@
+-- The client's operations against the emulator, one describe per operation,
+-- as the API reference lists them.  Every request goes over real libcurl to a
+-- real nginx on loopback.
+local helper = require "helper"
+local cjson = require "cjson"
+local marketplace = require "vercel.marketplace"
+
+local IMPORT = { -- the Import Resource reference page, every field
+  ownership = "owned",
+  productId = "postgres",
+  name = "main-db",
+  status = "ready",
+  metadata = { region = "iad1" },
+  billingPlan = {
+    id = "plan_pro", type = "subscription", name = "Pro", description = "For teams",
+    paymentMethodRequired = true, cost = "$20/month", effectiveDate = "2026-01-01",
+    details = { { label = "Storage", value = "10 GB" } },
+    highlightedDetails = { { label = "Backups" } },
+  },
+  notification = { level = "info", title = "Provisioned", message = "Ready to use", href = "https://example.com/db" },
+  extras = { tier = 2 },
+  secrets = {
+    { name = "URL", value = "postgres://h/db", prefix = "POSTGRES",
+      environmentOverrides = { preview = "postgres://preview/db" } },
+  },
+}
+
+describe("vercel.marketplace", function()
+  local emu, inst
+
+  lazy_setup(function()
+    emu = helper.start_emulator({ token = "test-token" })
+  end)
+
+  lazy_teardown(function()
+    if emu then emu:stop() end
+  end)
+
+  before_each(function()
+    emu:reset()
+    inst = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url, retries = 0 })
+  end)
+
+  after_each(function()
+    inst:close()
+  end)
+
+  local function last_request()
+    local reqs = emu:requests()
+    return reqs[#reqs], #reqs
+  end
+
+  describe("installation", function()
+    it("requires a token and raises on misuse", function()
+      assert.has_error(function() marketplace.installation("icfg_1", {}) end,
+        "option 'token' is required (the installation access token)")
+      assert.has_error(function() marketplace.installation(42, { token = "t" }) end)
+      assert.has_error(function() marketplace.installation("icfg_1", { token = "t", tiemout = 3 }) end,
+        "unknown option 'tiemout' to 'installation'")
+      assert.has_error(function() marketplace.installation("icfg_1", { token = "t", retries = -1 }) end)
+      assert.has_error(function() marketplace.installation("icfg_1", { token = "t", base_url = "ftp://x" }) end)
+    end)
+
+    it("refuses CR, LF or NUL in the token without echoing it", function()
+      for _, bad in ipairs({ "tok\r\nX-Evil: 1", "tok\n", "tok\0en" }) do
+        local ok, msg = pcall(marketplace.installation, "icfg_1", { token = bad })
+        assert.is_false(ok)
+        assert.matches("token", msg)
+        assert.is_nil(msg:find("tok", 1, true) and msg:find("Evil", 1, true))
+      end
+    end)
+
+    it("never shows the token in tostring", function()
+      local s = tostring(inst)
+      assert.equals("vercel.marketplace.installation(icfg_1, " .. emu.url .. ")", s)
+      assert.is_nil(s:find("test-token", 1, true))
+      for k, v in pairs(inst) do
+        assert.is_nil(tostring(v):find("test-token", 1, true), k)
+      end
+    end)
+
+    it("keeps a base URL path prefix", function()
+      local pre = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url .. "/api/" })
+      assert.truthy(pre:import("db_1", IMPORT))
+      assert.equals("/api/v1/installations/icfg_1/resources/db_1", (last_request()).path)
+      pre:close()
+    end)
+  end)
+
+  describe("import", function()
+    it("PUTs the body as JSON and returns the decoded answer", function()
+      local out, err = inst:import("db_1", IMPORT)
+      assert.is_nil(err)
+      assert.same({ name = "main-db" }, out)
+      local req = last_request()
+      assert.equals("PUT", req.method)
+      assert.equals("/v1/installations/icfg_1/resources/db_1", req.path)
+      assert.same(IMPORT, cjson.decode(req.body))
+    end)
+
+    it("sends the documented headers", function()
+      assert.truthy(inst:import("db_1", IMPORT))
+      local h = last_request().headers
+      assert.equals("Bearer test-token", h.authorization)
+      assert.equals("application/json", h["content-type"])
+      assert.equals("application/json", h.accept)
+      assert.matches("^vercel%-marketplace%-lua/" .. marketplace.VERSION:gsub("%.", "%%."), h["user-agent"])
+      assert.is_nil(h.expect)
+    end)
+
+    it("is an upsert: the second import replaces and keeps the internalId", function()
+      assert.truthy(inst:import("db_1", IMPORT))
+      local first = assert(inst:get("db_1")).internalId
+      local again = { productId = "postgres", name = "renamed", status = "pending" }
+      assert.same({ name = "renamed" }, inst:import("db_1", again))
+      local res = assert(inst:get("db_1"))
+      assert.equals(first, res.internalId)
+      assert.equals("renamed", res.name)
+    end)
+
+    it("refuses an invalid body before sending, listing every problem", function()
+      local _, before = last_request()
+      local out, err = inst:import("db_1", { name = 42, status = "on fire", zz = true })
+      assert.is_nil(out)
+      assert.equals("validation", err.kind)
+      local paths = {}
+      for _, p in ipairs(err.errors) do paths[p.path] = p.message end
+      assert.truthy(paths.productId and paths.name and paths.status and paths.zz)
+      local _, after = last_request()
+      assert.equals(before, after)
+    end)
+
+    it("percent-encodes ids like encodeURIComponent", function()
+      local cases = {
+        ["a/b"] = "a%2Fb", ["a b"] = "a%20b", ["é"] = "%C3%A9", ["a?b#c"] = "a%3Fb%23c",
+        ["100%"] = "100%25", ["-_.!~*'()"] = "-_.!~*'()", ["a/../b"] = "a%2F..%2Fb",
+      }
+      for id, escaped in pairs(cases) do
+        assert.truthy(inst:import(id, IMPORT))
+        assert.equals("/v1/installations/icfg_1/resources/" .. escaped, (last_request()).path)
+        assert.equals(id, assert(inst:get(id)).id)
+      end
+    end)
+
+    it("refuses ids that are empty, '.', '..' or hold control characters", function()
+      local _, before = last_request()
+      for _, id in ipairs({ "", ".", "..", "a\nb", "a\0b", "tab\t" }) do
+        local out, err = inst:import(id, IMPORT)
+        assert.is_nil(out)
+        assert.equals("validation", err.kind)
+        assert.equals("id", err.errors[1].path)
+      end
+      local _, after = last_request()
+      assert.equals(before, after)
+    end)
+
+    it("raises for a wrong argument type", function()
+      assert.has_error(function() inst:import(1, IMPORT) end, "bad argument #1 to 'import' (string expected, got number)")
+      assert.has_error(function() inst:import("db_1", "{}") end, "bad argument #2 to 'import' (table expected, got string)")
+    end)
+  end)
+
+  describe("update", function()
+    before_each(function()
+      assert.truthy(inst:import("db_1", IMPORT))
+    end)
+
+    it("PATCHes only the fields given; the others stay", function()
+      assert.same({ name = "main-db" }, inst:update("db_1", { status = "suspended" }))
+      local req = last_request()
+      assert.equals("PATCH", req.method)
+      assert.equals('{"status":"suspended"}', req.body)
+      local res = assert(inst:get("db_1"))
+      assert.equals("suspended", res.status)
+      assert.equals("plan_pro", res.billingPlanId)
+    end)
+
+    it("clears the notification with a string", function()
+      assert.truthy(inst:update("db_1", { notification = "" }))
+      assert.is_nil(assert(inst:get("db_1")).notification)
+    end)
+
+    it("has no productId", function()
+      local out, err = inst:update("db_1", { productId = "other" })
+      assert.is_nil(out)
+      assert.same({ { path = "productId", message = "unknown field" } }, err.errors)
+    end)
+
+    it("answers 404 for an unknown resource", function()
+      local out, err = inst:update("nope", { status = "ready" })
+      assert.is_nil(out)
+      assert.equals("http", err.kind)
+      assert.equals(404, err.status)
+    end)
+  end)
+
+  describe("get", function()
+    it("returns a resource object with every field the API returned", function()
+      assert.truthy(inst:import("db_1", IMPORT))
+      local res = assert(inst:get("db_1"))
+      assert.equals("db_1", res.id)
+      assert.equals("main-db", res.name)
+      assert.equals("postgres", res.productId)
+      assert.equals("ready", res.status)
+      assert.equals("plan_pro", res.billingPlanId)
+      assert.same({ region = "iad1" }, res.metadata)
+      assert.is_string(res.internalId)
+      assert.is_nil(res.secrets)
+      assert.equals("vercel.marketplace.resource(db_1)", tostring(res))
+    end)
+
+    it("keeps unknown fields and enum values from the API", function()
+      emu:control("POST", "/_emulator/faults", {
+        method = "GET", status = 200,
+        body = '{"id":"db_1","internalId":"x","name":"n","productId":"p","status":"hibernating","newField":{"a":1}}',
+      })
+      local res = assert(inst:get("db_1"))
+      assert.equals("hibernating", res.status)
+      assert.same({ a = 1 }, res.newField)
+    end)
+
+    it("decodes JSON integers as Lua integers", function()
+      assert.truthy(inst:import("db_1", { productId = "p", name = "n", status = "ready", metadata = { n = 42 } }))
+      local res = assert(inst:get("db_1"))
+      assert.equals(42, res.metadata.n)
+      if math.type then assert.equals("integer", math.type(res.metadata.n)) end
+    end)
+
+    it("has update, delete and refresh methods", function()
+      assert.truthy(inst:import("db_1", IMPORT))
+      local res = assert(inst:get("db_1"))
+      assert.truthy(res:update({ name = "renamed" }))
+      assert.equals("main-db", res.name)
+      assert.equals(res, res:refresh())
+      assert.equals("renamed", res.name)
+      assert.is_true(res:delete())
+      local gone, err = res:refresh()
+      assert.is_nil(gone)
+      assert.equals(404, err.status)
+    end)
+  end)
+
+  describe("list", function()
+    it("returns every resource as an object with partnerId", function()
+      assert.same({}, inst:list())
+      assert.truthy(inst:import("db_1", IMPORT))
+      assert.truthy(inst:import("db_2", { productId = "redis", name = "cache", status = "pending" }))
+      local list = assert(inst:list())
+      assert.equals(2, #list)
+      assert.equals("db_1", list[1].partnerId)
+      assert.equals("db_2", list[2].partnerId)
+      assert.equals("vercel.marketplace.resource(db_2)", tostring(list[2]))
+      assert.truthy(list[2]:update({ status = "ready" }))
+      assert.equals("ready", assert(inst:get("db_2")).status)
+    end)
+  end)
+
+  describe("delete", function()
+    it("answers true, then the resource is gone", function()
+      assert.truthy(inst:import("db_1", IMPORT))
+      assert.is_true(inst:delete("db_1"))
+      assert.equals("DELETE", (last_request()).method)
+      local out, err = inst:delete("db_1")
+      assert.is_nil(out)
+      assert.equals(404, err.status)
+      assert.equals("not_found", err.code)
+    end)
+  end)
+
+  describe("update_secrets", function()
+    before_each(function()
+      assert.truthy(inst:import("db_1", IMPORT))
+    end)
+
+    local function stored()
+      local _, rec = emu:control("GET", "/_emulator/resources/icfg_1/db_1")
+      local names = {}
+      for _, s in ipairs(rec.secrets) do names[s.name] = s.value end
+      return names
+    end
+
+    it("replaces all secrets", function()
+      assert.is_true(inst:update_secrets("db_1", { { name = "PASSWORD", value = "s3cret" } }))
+      local req = last_request()
+      assert.equals("PUT", req.method)
+      assert.equals("/v1/installations/icfg_1/resources/db_1/secrets", req.path)
+      assert.equals('{"secrets":[{"name":"PASSWORD","value":"s3cret"}]}', req.body)
+      assert.same({ PASSWORD = "s3cret" }, stored())
+    end)
+
+    it("merges with partial = true", function()
+      assert.is_true(inst:update_secrets("db_1", { { name = "PASSWORD", value = "p" } }, { partial = true }))
+      assert.equals('{"secrets":[{"name":"PASSWORD","value":"p"}],"partial":true}', (last_request()).body)
+      assert.same({ URL = "postgres://h/db", PASSWORD = "p" }, stored())
+    end)
+
+    it("sends an empty list as [] and validates items by path", function()
+      assert.is_true(inst:update_secrets("db_1", {}))
+      assert.equals('{"secrets":[]}', (last_request()).body)
+      local out, err = inst:update_secrets("db_1", { { name = "A", value = "v" }, { name = "B" } })
+      assert.is_nil(out)
+      assert.same({ { path = "secrets[2].value", message = "is required" } }, err.errors)
+    end)
+
+    it("raises for an unknown option", function()
+      assert.has_error(function() inst:update_secrets("db_1", {}, { partail = true }) end)
+    end)
+  end)
+
+  describe("validate", function()
+    it("checks a body offline", function()
+      assert.is_true(marketplace.validate("import", IMPORT))
+      assert.is_true(marketplace.validate("update", { status = "ready" }))
+      local ok, err = marketplace.validate("update", { billingPlan = { id = "p", type = "x", name = "n",
+        details = { { label = "a" }, { value = "v" } } } })
+      assert.is_nil(ok)
+      assert.equals("validation", err.kind)
+      local paths = {}
+      for _, p in ipairs(err.errors) do paths[#paths + 1] = p.path end
+      assert.same({ "billingPlan.type", "billingPlan.details[2].label" }, paths)
+      assert.has_error(function() marketplace.validate("delete", {}) end)
+    end)
+  end)
+
+  describe("constants", function()
+    it("offers the enums and refuses typos", function()
+      assert.equals("ready", marketplace.status.ready)
+      assert.equals("linked", marketplace.ownership.linked)
+      assert.equals("prepayment", marketplace.billing_plan_type.prepayment)
+      assert.equals("warn", marketplace.notification_level.warn)
+      assert.has_error(function() return marketplace.status.redy end, "unknown status 'redy'")
+    end)
+  end)
+end)

@@ -1,0 +1,176 @@
+-- The libcurl transport: one kept-alive connection per installation, only
+-- http and https, TLS always verified, and a session userdata whose close is
+-- idempotent and shared by close(), __gc and __close.
+local helper = require "helper"
+local marketplace = require "vercel.marketplace"
+local core = require "vercel.marketplace.core"
+
+local BODY = { productId = "p", name = "n", status = "ready" }
+
+describe("transport", function()
+  local emu
+
+  lazy_setup(function()
+    emu = helper.start_emulator({ token = "test-token" })
+  end)
+
+  lazy_teardown(function()
+    if emu then emu:stop() end
+  end)
+
+  before_each(function()
+    emu:reset()
+  end)
+
+  describe("keep-alive", function()
+    it("reuses one connection for every request of an installation", function()
+      local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url })
+      for i = 1, 5 do assert.truthy(inst:import("db_" .. i, BODY)) end
+      assert.truthy(inst:list())
+      assert.truthy(inst:delete("db_1"))
+      local reqs = emu:requests()
+      assert.equals(7, #reqs)
+      for i = 2, #reqs do
+        assert.equals(reqs[1].connection, reqs[i].connection)
+      end
+      inst:close()
+    end)
+
+    it("sets the method and body afresh on a reused handle", function()
+      local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url })
+      assert.truthy(inst:import("db_1", BODY))
+      assert.truthy(inst:get("db_1"))
+      assert.truthy(inst:delete("db_1"))
+      assert.truthy(inst:import("db_1", BODY))
+      local seen, n = {}, #core.encode("import", BODY)
+      for i, r in ipairs(emu:requests()) do seen[i] = r.method .. " " .. #r.body end
+      assert.same({ "PUT " .. n, "GET 0", "DELETE 0", "PUT " .. n }, seen)
+      inst:close()
+    end)
+  end)
+
+  describe("session", function()
+    it("speaks only http and https", function()
+      local s = core.session({ token = "t" })
+      for _, url in ipairs({ "file:///etc/passwd", "ftp://127.0.0.1/", "gopher://127.0.0.1/", "dict://127.0.0.1/" }) do
+        local status, kind = s:perform("GET", url)
+        assert.is_nil(status)
+        assert.equals("transport", kind)
+      end
+      s:close()
+    end)
+
+    it("sends the path as given, never squashing '..' (CURLOPT_PATH_AS_IS)", function()
+      local s = core.session({ token = "test-token" })
+      local status = s:perform("GET", emu.url .. "/v1/installations/icfg_1/resources/../x/./y")
+      assert.equals(404, status)
+      assert.equals("/v1/installations/icfg_1/resources/../x/./y", emu:requests()[1].path)
+      s:close()
+    end)
+
+    it("sends a large body at once, without Expect: 100-continue", function()
+      local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url })
+      local big = { productId = "p", name = "n", status = "ready", metadata = { blob = string.rep("x", 2 * 1024 * 1024) } }
+      assert.truthy(inst:import("db_big", big))
+      local req = emu:requests()[1]
+      assert.is_nil(req.headers.expect)
+      assert.equals(#core.encode("import", big), #req.body)
+      inst:close()
+    end)
+
+    it("refuses a URL with CR, LF, spaces or NUL", function()
+      local s = core.session({ token = "t" })
+      assert.has_error(function() s:perform("GET", emu.url .. "/a\r\nX: y") end)
+      assert.has_error(function() s:perform("GET", emu.url .. "/a\0b") end)
+      s:close()
+    end)
+
+    it("closes once, however many times it is closed", function()
+      local s = core.session({ token = "t" })
+      assert.matches("open", tostring(s))
+      s:close()
+      s:close()
+      assert.matches("closed", tostring(s))
+      assert.has_error(function() s:perform("GET", emu.url) end, "attempt to use a closed session")
+    end)
+
+    it("is collected with its installation", function()
+      local weak = setmetatable({}, { __mode = "v" })
+      do
+        local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url })
+        assert.truthy(inst:list())
+        weak[1], weak[2] = inst, inst._session
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.is_nil(weak[1])
+      assert.is_nil(weak[2])
+    end)
+
+    if _VERSION == "Lua 5.4" then
+      it("closes with a to-be-closed variable", function()
+        local f = assert(load([[
+          local marketplace, url = ...
+          local session
+          do
+            local inst <close> = marketplace.installation("icfg_1", { token = "test-token", base_url = url })
+            session = inst._session
+          end
+          return tostring(session)
+        ]]))
+        assert.matches("closed", f(marketplace, emu.url))
+      end)
+    end
+  end)
+
+  describe("TLS", function()
+    local tls, cert
+
+    lazy_setup(function()
+      cert = helper.make_certificate()
+      tls = helper.start_emulator({ token = "test-token", tls_cert = cert.cert, tls_key = cert.key })
+    end)
+
+    lazy_teardown(function()
+      if tls then tls:stop() end
+      if cert then cert.remove() end
+    end)
+
+    before_each(function()
+      tls:reset()
+    end)
+
+    -- The test certificate names DNS:localhost only.
+    local function url(host)
+      return (tls.url:gsub("127%.0%.0%.1", host))
+    end
+
+    it("verifies the server: an unknown certificate is a transport error, not retried", function()
+      local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = url("localhost"),
+        retries = 2 })
+      local out, err = inst:list()
+      assert.is_nil(out)
+      assert.equals("transport", err.kind)
+      assert.equals(1, err.attempts)
+      assert.matches("certificate", err.message:lower())
+      assert.equals(0, #tls:requests())
+    end)
+
+    it("trusts a CA bundle given with ca_file", function()
+      local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = url("localhost"),
+        ca_file = cert.cert })
+      assert.same({}, assert(inst:list()))
+      assert.truthy(inst:import("db_1", BODY))
+    end)
+
+    it("checks the host name against the certificate", function()
+      local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = url("127.0.0.1"),
+        ca_file = cert.cert, retries = 0 })
+      local out, err = inst:list()
+      assert.is_nil(out)
+      assert.equals("transport", err.kind)
+      assert.matches("127.0.0.1", err.message, 1, true)
+      assert.equals(0, #tls:requests())
+    end)
+  end)
+end)
