@@ -14,57 +14,60 @@ WARN          := -std=c99 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes
 XCFLAGS       := -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L $(WARN)
 PREFIX        ?= /usr/local
 BUSTED        ?= /usr/bin/busted
+BUILD         ?= build
+
+SHELL := /bin/bash
 
 SRCS := $(wildcard csrc/*.c)
 HDRS := $(wildcard csrc/*.h)
 
-# One build of the core per interpreter: a module built against 5.4 headers does
-# not load in LuaJIT (and the emulator runs inside nginx's LuaJIT).
-CORE     := build/$(LUA_VERSION)/vercel/marketplace/core.so
-CORE_JIT := build/luajit/vercel/marketplace/core.so
+# One build of the core per interpreter: a module built against 5.4 headers
+# does not load in LuaJIT (and the emulator runs inside nginx's LuaJIT).
+# $(BUILD)/<v>/vercel/marketplace/core.so for v in 5.4 5.3 5.1 luajit.
+core_so = $(BUILD)/$(1)/vercel/marketplace/core.so
+incdir  = $(if $(filter luajit,$(1)),$(LUAJIT_INCDIR),$(if $(filter $(LUA_VERSION),$(1)),$(LUA_INCDIR),/usr/include/lua$(1)))
+interp  = $(if $(filter luajit,$(1)),luajit,lua$(1))
 
-SHELL := /bin/bash
+# The interpreters `make test` runs the suite on: every one installed with
+# its headers (CI installs all four).
+TEST_VERSIONS ?= $(LUA_VERSION) $(foreach v,5.3 5.1,$(if $(filter-out $(LUA_VERSION),$(v)),$(if $(and $(wildcard /usr/bin/lua$(v)),$(wildcard /usr/include/lua$(v)/lua.h)),$(v)))) $(if $(and $(wildcard /usr/bin/luajit),$(wildcard $(LUAJIT_INCDIR)/lua.h)),luajit)
 
 .PHONY: all core luajit test demo bench install clean deps
 
 all: core luajit
 
-core: $(CORE)
-luajit: $(CORE_JIT)
+core: $(call core_so,$(LUA_VERSION))
+luajit: $(call core_so,luajit)
 
-$(CORE): $(SRCS) $(HDRS)
+$(BUILD)/%/vercel/marketplace/core.so: $(SRCS) $(HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(XCFLAGS) -I$(LUA_INCDIR) -I$(CURL_INCDIR) $(LIBFLAG) -o $@ $(SRCS) -lcurl
+	$(CC) $(CFLAGS) $(XCFLAGS) -I$(call incdir,$*) -I$(CURL_INCDIR) $(LIBFLAG) -o $@ $(SRCS) -lcurl
 
-$(CORE_JIT): $(SRCS) $(HDRS)
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(XCFLAGS) -I$(LUAJIT_INCDIR) -I$(CURL_INCDIR) $(LIBFLAG) -o $@ $(SRCS) -lcurl
+# Paths for running from the work tree, without installing ($(1): version).
+tree_env = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
+           LUA_CPATH="$(abspath $(BUILD))/$(1)/?.so;;" \
+           VERCEL_MARKETPLACE_LUAJIT_CPATH="$(abspath $(BUILD))/luajit/?.so"
 
-build/%/vercel/marketplace/core.so: $(SRCS) $(HDRS)
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(XCFLAGS) -I/usr/include/lua$* -I$(CURL_INCDIR) $(LIBFLAG) -o $@ $(SRCS) -lcurl
+# The suite on every interpreter, then one plain "N passed, N failed" line.
+test: $(foreach v,$(TEST_VERSIONS),test-$(v))
+	@awk '/ successes \/ / { p += $$1; f += $$4 + $$7 } END { print p " passed, " f " failed" }' \
+	  $(foreach v,$(TEST_VERSIONS),$(BUILD)/test-$(v).log)
 
-# Paths for running from the work tree, without installing.
-TREE_ENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
-           LUA_CPATH="$(CURDIR)/build/$(LUA_VERSION)/?.so;;" \
-           VERCEL_MARKETPLACE_LUAJIT_CPATH="$(CURDIR)/build/luajit/?.so"
-
-# The suite, then one plain "N passed, N failed" line for CI.
-test: all
-	@set -o pipefail; $(TREE_ENV) $(LUA) $(BUSTED) spec | tee build/test-$(LUA_VERSION).log
-	@awk '/ successes \/ / { print $$1 " passed, " $$4 + $$7 " failed" }' build/test-$(LUA_VERSION).log
+test-%: $(call core_so,luajit) $(BUILD)/%/vercel/marketplace/core.so
+	@echo "== busted on $(call interp,$*)"
+	@set -o pipefail; $(call tree_env,$*) $(call interp,$*) $(BUSTED) spec | tee $(BUILD)/test-$*.log
 
 demo: deps all
-	$(TREE_ENV) bin/demo
+	$(call tree_env,$(LUA_VERSION)) LUA=$(LUA) bin/demo
 
 bench: all
-	$(TREE_ENV) $(LUA) bench/run.lua
+	$(call tree_env,$(LUA_VERSION)) $(LUA) bench/run.lua
 
 deps:
 	@.ci/deps
 
 install:
-	luarocks make --deps-mode=none $(if $(DESTDIR),--tree=$(DESTDIR)$(PREFIX))
+	luarocks --lua-version $(LUA_VERSION) make --deps-mode=none $(if $(DESTDIR),--tree=$(DESTDIR)$(PREFIX))
 
 clean:
-	rm -rf build
+	rm -rf $(BUILD)

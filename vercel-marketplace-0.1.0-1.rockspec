@@ -26,19 +26,29 @@ external_dependencies = {
   -- Only the library is checked: Debian keeps curl.h in a multiarch include
   -- directory that LuaRocks does not search, but the compiler does.
   CURL = { library = "curl" },
+  LUAJIT = { header = "luajit-2.1/lua.h" },
 }
+-- The C core: one source list, built once per interpreter.
+local function core_module(define)
+  return {
+    sources = {
+      "csrc/core.c", "csrc/schema.c", "csrc/validate.c", "csrc/encode.c", "csrc/transport.c",
+    },
+    libraries = { "curl" },
+    incdirs = { "$(CURL_INCDIR)" },
+    libdirs = { "$(CURL_LIBDIR)" },
+    defines = { "_POSIX_C_SOURCE=200809L", define },
+  }
+end
+
 build = {
   type = "builtin",
   modules = {
-    ["vercel.marketplace.core"] = {
-      sources = {
-        "csrc/core.c", "csrc/schema.c", "csrc/validate.c", "csrc/encode.c", "csrc/transport.c",
-      },
-      libraries = { "curl" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
-      defines = { "_POSIX_C_SOURCE=200809L" },
-    },
+    ["vercel.marketplace.core"] = core_module(),
+    -- The same core for the emulator's LuaJIT (nginx); the launcher finds it
+    -- here and LuaJIT loads it as vercel.marketplace.core.  Needs LuaJIT's
+    -- headers (Debian: libluajit2-5.1-dev).
+    ["vercel.marketplace.emulator.luajit.vercel.marketplace.core"] = core_module("MP_LUAJIT_HEADERS"),
     ["vercel.marketplace"] = "lua/vercel/marketplace.lua",
     ["vercel.marketplace.error"] = "lua/vercel/marketplace/error.lua",
     ["vercel.marketplace.response"] = "lua/vercel/marketplace/response.lua",

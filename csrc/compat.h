@@ -6,8 +6,16 @@
 #ifndef MP_COMPAT_H
 #define MP_COMPAT_H
 
+/* The rockspec also builds the core for the emulator's LuaJIT (inside nginx)
+ * while compiling for another Lua; LuaRocks puts that Lua's include
+ * directory first, so LuaJIT's headers are named by their own path here. */
+#ifdef MP_LUAJIT_HEADERS
+#include <luajit-2.1/lua.h>
+#include <luajit-2.1/lauxlib.h>
+#else
 #include <lua.h>
 #include <lauxlib.h>
+#endif
 
 #if LUA_VERSION_NUM < 502 /* Lua 5.1 and LuaJIT */
 

@@ -232,6 +232,25 @@ function Installation:update_secrets(id, secrets, opts)
   return self:_run("secrets", id, { secrets = secrets, partial = opts.partial })
 end
 
+-- Batches (vercel.marketplace.batch, loaded on first use) -------------------
+
+local function batch(op)
+  return function(self, items, opts)
+    return require("vercel.marketplace.batch").run(self, op, items, opts)
+  end
+end
+
+--- Import many resources: `items` is an array of `{id = ..., body = ...}`.
+-- @tparam table items
+-- @tparam[opt] table opts `concurrency` (default 8), `on_progress(done, total)`
+-- @return an array of results in input order, one per item:
+--  `{ok = true, value = ...}` or `{ok = false, err = ...}`
+Installation.import_many = batch("import")
+--- Update many resources: `items` is an array of `{id = ..., body = patch}`.
+Installation.update_many = batch("update")
+--- Delete many resources: `items` is an array of `{id = ...}` (or of ids).
+Installation.delete_many = batch("delete")
+
 --- Close the connection now (it is also closed when collected).
 function Installation:close()
   self._session:close()
