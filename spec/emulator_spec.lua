@@ -124,14 +124,23 @@ describe("emulator", function()
 
     it("keeps numbers and empty arrays as sent", function()
       local text = '{"productId":"p","name":"n","status":"ready",'
-        .. '"metadata":{"n":42,"big":9007199254740993,"f":0.30000000000000004,"e":[],"o":{}}}'
+        .. '"metadata":{"n":42,"big":9007199254740993,"f":0.30000000000000004,"e":[]}}'
       raw(emu, "PUT", path("i", "nums"), text)
       local _, body = raw(emu, "GET", path("i", "nums"))
       assert.matches('"n":42[,}]', body)
       assert.matches('"big":900719925474099[23][,}]', body)
       assert.matches('"f":0.30000000000000004[,}]', body)
       assert.matches('"e":%[%]', body)
-      assert.matches('"o":{}', body)
+    end)
+
+    it("answers only metadata values the SDK's response schema takes", function()
+      local text = '{"productId":"p","name":"n","status":"ready","metadata":{"s":"x","n":1,"b":false,'
+        .. '"ss":["a"],"ns":[1,2],"o":{},"deep":{"a":1},"mixed":[1,"a"],"objs":[{"a":1}],"nul":null}}'
+      raw(emu, "PUT", path("i", "meta"), text)
+      local _, body = emu:api("GET", path("i", "meta"))
+      assert.are.same({ s = "x", n = 1, b = false, ss = { "a" }, ns = { 1, 2 } }, body.metadata)
+      local _, list = emu:api("GET", path("i"))
+      assert.are.same(body.metadata, list.resources[1].metadata)
     end)
 
     it("answers 404 not_found for an unknown resource", function()
@@ -644,9 +653,7 @@ describe("launcher", function()
   end
 
   it("--help documents the options and the default token", function()
-    local p = io.popen(helper.shell_quote(helper.emulator_bin) .. " --help")
-    local out = p:read("a")
-    local ok = p:close()
+    local ok, out = helper.popen_run(helper.shell_quote(helper.emulator_bin) .. " --help")
     assert.is_true(ok)
     assert.matches("%-%-port", out)
     assert.matches("%-%-state", out)
@@ -666,9 +673,7 @@ describe("launcher", function()
     local emu = helper.start_emulator()
     finally(function() emu:stop() end)
     local cmd = helper.shell_quote(helper.emulator_bin) .. " --port " .. emu.port .. " 2>&1"
-    local p = io.popen("timeout 20 " .. cmd)
-    local out = p:read("a")
-    local ok = p:close()
+    local ok, out = helper.popen_run("timeout 20 " .. cmd)
     assert.is_falsy(ok)
     assert.matches("did not start", out)
   end)
@@ -684,7 +689,7 @@ describe("launcher", function()
     assert.is_false(helper.alive(emu.pid))
     assert.is_false(helper.alive(kids[1]))
     assert.is_nil(helper.read_file(prefix .. "/nginx.conf"))
-    assert.is_falsy(os.execute("test -e " .. helper.shell_quote(prefix)))
+    assert.is_falsy(helper.execute("test -e " .. helper.shell_quote(prefix)))
   end)
 
   it("keeps the token out of the nginx config", function()
@@ -710,7 +715,7 @@ describe("TLS", function()
     assert.are.same(0, #body.resources)
     local out = io.popen("curl -s --max-time 10 --cacert " .. helper.shell_quote(cert.cert)
       .. " -o /dev/null -w '%{http_code}' --resolve localhost:" .. emu.port .. ":127.0.0.1 "
-      .. helper.shell_quote("https://localhost:" .. emu.port .. path("i"))):read("a")
+      .. helper.shell_quote("https://localhost:" .. emu.port .. path("i"))):read("*a")
     assert.are.equal("401", out)   -- verified TLS; no token given
   end)
 end)

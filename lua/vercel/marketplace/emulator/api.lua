@@ -12,9 +12,37 @@ local M = {}
 local VIEW = { "internalId", "name", "status", "productId", "protocolSettings",
                "notification", "metadata" }
 
+-- An array whose items are all of Lua type `t`.
+local function array_of(v, t)
+  if v == json.empty_array then return true end
+  if type(v) ~= "table" or v[1] == nil then return false end
+  local n = 0
+  for k, x in pairs(v) do
+    if type(k) ~= "number" or type(x) ~= t then return false end
+    n = n + 1
+  end
+  return n == #v
+end
+
+-- The SDK's response schema takes metadata values that are a string, a
+-- number, a boolean, or an array of strings or of numbers; an import may
+-- store anything, so the rest is left out of answers.
+local function answerable_metadata(m)
+  if type(m) ~= "table" then return m end
+  local out = {}
+  for k, v in pairs(m) do
+    local t = type(v)
+    if t == "string" or t == "number" or t == "boolean" or array_of(v, "string") or array_of(v, "number") then
+      out[k] = v
+    end
+  end
+  return out
+end
+
 local function view(r, id_field)
   local out = { [id_field] = r.id }
   for _, f in ipairs(VIEW) do out[f] = r[f] end
+  out.metadata = answerable_metadata(r.metadata)
   if type(r.billingPlan) == "table" then out.billingPlanId = r.billingPlan.id end
   return out
 end
