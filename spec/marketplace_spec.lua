@@ -5,25 +5,9 @@ local helper = require "helper"
 local cjson = require "cjson"
 local marketplace = require "vercel.marketplace"
 
-local IMPORT = { -- the Import Resource reference page, every field
-  ownership = "owned",
-  productId = "postgres",
-  name = "main-db",
-  status = "ready",
-  metadata = { region = "iad1" },
-  billingPlan = {
-    id = "plan_pro", type = "subscription", name = "Pro", description = "For teams",
-    paymentMethodRequired = true, cost = "$20/month", effectiveDate = "2026-01-01",
-    details = { { label = "Storage", value = "10 GB" } },
-    highlightedDetails = { { label = "Backups" } },
-  },
-  notification = { level = "info", title = "Provisioned", message = "Ready to use", href = "https://example.com/db" },
-  extras = { tier = 2 },
-  secrets = {
-    { name = "URL", value = "postgres://h/db", prefix = "POSTGRES",
-      environmentOverrides = { preview = "postgres://preview/db" } },
-  },
-}
+local bodies = require "fixtures.bodies"
+
+local IMPORT = bodies.import_full() -- the Import Resource reference page, every field
 
 describe("vercel.marketplace", function()
   local emu, inst
@@ -91,7 +75,7 @@ describe("vercel.marketplace", function()
     it("PUTs the body as JSON and returns the decoded answer", function()
       local out, err = inst:import("db_1", IMPORT)
       assert.is_nil(err)
-      assert.same({ name = "main-db" }, out)
+      assert.same({ name = "my-database" }, out)
       local req = last_request()
       assert.equals("PUT", req.method)
       assert.equals("/v1/installations/icfg_1/resources/db_1", req.path)
@@ -166,7 +150,7 @@ describe("vercel.marketplace", function()
     end)
 
     it("PATCHes only the fields given; the others stay", function()
-      assert.same({ name = "main-db" }, inst:update("db_1", { status = "suspended" }))
+      assert.same({ name = "my-database" }, inst:update("db_1", { status = "suspended" }))
       local req = last_request()
       assert.equals("PATCH", req.method)
       assert.equals('{"status":"suspended"}', req.body)
@@ -199,8 +183,8 @@ describe("vercel.marketplace", function()
       assert.truthy(inst:import("db_1", IMPORT))
       local res = assert(inst:get("db_1"))
       assert.equals("db_1", res.id)
-      assert.equals("main-db", res.name)
-      assert.equals("postgres", res.productId)
+      assert.equals("my-database", res.name)
+      assert.equals("iap_postgres", res.productId)
       assert.equals("ready", res.status)
       assert.equals("plan_pro", res.billingPlanId)
       assert.same({ region = "iad1" }, res.metadata)
@@ -230,7 +214,7 @@ describe("vercel.marketplace", function()
       assert.truthy(inst:import("db_1", IMPORT))
       local res = assert(inst:get("db_1"))
       assert.truthy(res:update({ name = "renamed" }))
-      assert.equals("main-db", res.name)
+      assert.equals("my-database", res.name)
       assert.equals(res, res:refresh())
       assert.equals("renamed", res.name)
       assert.is_true(res:delete())
@@ -291,7 +275,7 @@ describe("vercel.marketplace", function()
     it("merges with partial = true", function()
       assert.is_true(inst:update_secrets("db_1", { { name = "PASSWORD", value = "p" } }, { partial = true }))
       assert.equals('{"secrets":[{"name":"PASSWORD","value":"p"}],"partial":true}', (last_request()).body)
-      assert.same({ URL = "postgres://h/db", PASSWORD = "p" }, stored())
+      assert.same({ URL = "postgres://u:p@h/db", PASSWORD = "p" }, stored())
     end)
 
     it("sends an empty list as [] and validates items by path", function()
