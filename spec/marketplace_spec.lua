@@ -306,6 +306,42 @@ describe("vercel.marketplace", function()
     end)
   end)
 
+  describe("logging", function()
+    it("hands one line per attempt to the log option, without bodies or the token", function()
+      local lines = {}
+      local logged = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url,
+        retries = 1, retry_base = 0.01, log = function(line) lines[#lines + 1] = line end })
+      emu:control("POST", "/_emulator/faults", { status = 503 })
+      assert.truthy(logged:import("db_1", IMPORT))
+      assert.is_nil(logged:get("nope"))
+      assert.equals(3, #lines)
+      assert.matches("^vercel%.marketplace: PUT /v1/installations/icfg_1/resources/db_1 %-> 503 %(attempt 1, %d+ ms%) emu", lines[1])
+      assert.matches("%-> 200 %(attempt 2, ", lines[2])
+      assert.matches("^vercel%.marketplace: GET .* %-> 404 ", lines[3])
+      for _, line in ipairs(lines) do
+        assert.is_nil(line:find("test-token", 1, true))
+        assert.is_nil(line:find("s3cret", 1, true))
+      end
+      logged:close()
+    end)
+
+    it("logs to stderr with MARKETPLACE_DEBUG=1", function()
+      local ok, out = helper.run_lua(([[
+        local m = require "vercel.marketplace"
+        local inst = m.installation("icfg_1", { token = "test-token", base_url = %q })
+        assert(inst:list())
+      ]]):format(emu.url), { MARKETPLACE_DEBUG = "1" })
+      assert.is_true(ok, out)
+      assert.matches("vercel%.marketplace: GET /v1/installations/icfg_1/resources %-> 200", out)
+      assert.is_nil(out:find("test-token", 1, true))
+    end)
+
+    it("raises for a log that is not a function", function()
+      assert.has_error(function() marketplace.installation("icfg_1", { token = "t", log = "stderr" }) end,
+        "option 'log' must be a function")
+    end)
+  end)
+
   describe("constants", function()
     it("offers the enums and refuses typos", function()
       assert.equals("ready", marketplace.status.ready)

@@ -35,6 +35,9 @@ local M = { VERSION = core.VERSION }
 -- @field ca_file CA bundle (PEM) to verify servers with, instead of the system's
 -- @field ca_path CA directory, instead of the system's
 -- @field user_agent replaces the default `vercel-marketplace-lua/VERSION ...`
+-- @field log a function receiving one line per attempt (method, path,
+--  outcome, milliseconds, request id; never a body or the token); with the
+--  environment variable `MARKETPLACE_DEBUG=1` the default writes to stderr
 M.defaults = {
   base_url = "https://api.vercel.com",
   timeout = 30,
@@ -46,6 +49,7 @@ M.defaults = {
   ca_file = false,
   ca_path = false,
   user_agent = false,
+  log = false,
 }
 
 M.error = errors
@@ -138,7 +142,9 @@ function Installation:_send(method, path, json)
   local attempt = 0
   while true do
     attempt = attempt + 1
+    local started = self._log and core.now()
     local status, body, meta, retryable = self._session:perform(method, url, json)
+    if started then self:_log_attempt(method, path, attempt, started, status, body, meta) end
     if status and status >= 200 and status < 300 then return status, body, meta end
     local err = response.failure(status, body, meta)
     err.method, err.path, err.attempts = method, path, attempt
@@ -147,6 +153,15 @@ function Installation:_send(method, path, json)
     if not wait then return nil, err end
     self._sleep(wait)
   end
+end
+
+-- One line per attempt: what was asked, how it ended, how long it took.
+-- Bodies and headers are never logged, so neither secrets nor the token are.
+function Installation:_log_attempt(method, path, attempt, started, status, body, meta)
+  local outcome = status and tostring(status) or (body .. ": " .. tostring(meta))
+  local rid = status and meta.request_id and (" " .. meta.request_id) or ""
+  self._log(("vercel.marketplace: %s %s -> %s (attempt %d, %.0f ms)%s"):format(
+    method, path, outcome, attempt, (core.now() - started) * 1000, rid))
 end
 
 -- Prepare, send and read one operation.
@@ -276,6 +291,7 @@ local function check_options(opts)
   if type(o.retries) ~= "number" or o.retries < 0 or o.retries % 1 ~= 0 then
     error("option 'retries' must be a whole number >= 0", 3)
   end
+  if o.log and type(o.log) ~= "function" then error("option 'log' must be a function", 3) end
   for _, k in ipairs({ "retry_base", "max_retry_delay" }) do
     if type(o[k]) ~= "number" or o[k] < 0 then error(("option '%s' must be a number >= 0"):format(k), 3) end
   end
@@ -287,6 +303,10 @@ local function check_base_url(url)
     error("option 'base_url' must be an http:// or https:// URL without query or fragment", 3)
   end
   return (url:gsub("/+$", ""))
+end
+
+local function stderr_log(line)
+  io.stderr:write(line, "\n")
 end
 
 local function user_agent()
@@ -314,6 +334,7 @@ function M.installation(id, opts)
     user_agent = o.user_agent or user_agent(),
   })
   return setmetatable({
+    _log = o.log or (os.getenv("MARKETPLACE_DEBUG") == "1" and stderr_log) or nil,
     id = id,
     base_url = base,
     _prefix = "/v1/installations/" .. esc,
