@@ -293,7 +293,15 @@ local function check_options(opts)
   end
   if o.log and type(o.log) ~= "function" then error("option 'log' must be a function", 3) end
   for _, k in ipairs({ "retry_base", "max_retry_delay" }) do
-    if type(o[k]) ~= "number" or o[k] < 0 then error(("option '%s' must be a number >= 0"):format(k), 3) end
+    if type(o[k]) ~= "number" or not (o[k] >= 0) then error(("option '%s' must be a number >= 0"):format(k), 3) end
+  end
+  for _, k in ipairs({ "timeout", "connect_timeout", "max_response_size" }) do
+    if type(o[k]) ~= "number" or not (o[k] > 0 and o[k] < math.huge) then
+      error(("option '%s' must be a positive number"):format(k), 3)
+    end
+  end
+  for _, k in ipairs({ "ca_file", "ca_path", "user_agent" }) do
+    if o[k] and type(o[k]) ~= "string" then error(("option '%s' must be a string"):format(k), 3) end
   end
   return o
 end
