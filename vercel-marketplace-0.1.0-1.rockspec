@@ -33,6 +33,7 @@ local function core_module(define)
   return {
     sources = {
       "csrc/core.c", "csrc/schema.c", "csrc/validate.c", "csrc/encode.c", "csrc/transport.c",
+      "csrc/multi.c",
     },
     libraries = { "curl" },
     incdirs = { "$(CURL_INCDIR)" },
@@ -55,6 +56,7 @@ build = {
     ["vercel.marketplace.retry"] = "lua/vercel/marketplace/retry.lua",
     ["vercel.marketplace.resource"] = "lua/vercel/marketplace/resource.lua",
     ["vercel.marketplace.transport"] = "lua/vercel/marketplace/transport.lua",
+    ["vercel.marketplace.batch"] = "lua/vercel/marketplace/batch.lua",
     -- The emulator's handlers, loaded by nginx (LuaJIT) from the launcher.
     ["vercel.marketplace.emulator"] = "lua/vercel/marketplace/emulator/init.lua",
     ["vercel.marketplace.emulator.api"] = "lua/vercel/marketplace/emulator/api.lua",

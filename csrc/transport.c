@@ -10,33 +10,25 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
 
-#include "buffer.h"
 #include "core.h"
 #include "encode.h"
+#include "transport.h"
 
 #define SESSION_MT "vercel.marketplace.session"
 #define DEFAULT_MAX_RESPONSE (8 * 1024 * 1024)
-#define KEEP_BUFFER (1024 * 1024) /* response buffer kept between requests */
+#define CA_CACHE_SECONDS (24L * 60 * 60)
 
 typedef struct session {
   CURL *easy;
-  struct curl_slist *hdr_plain; /* Authorization, Accept, Expect */
-  struct curl_slist *hdr_json;  /* the same plus Content-Type */
-  mp_buf body;
-  size_t max_response;
-  long timeout_ms, connect_timeout_ms;
-  int too_large;
-  double retry_after; /* seconds; < 0 when the answer named none */
-  double retry_after_ms;
-  char request_id[128];
-  char content_type[128];
-  char errbuf[CURL_ERROR_SIZE];
+  mp_conf conf;
+  mp_answer ans;
 } session;
 
 /* ---------------------------------------------------------------- callbacks */
@@ -44,13 +36,13 @@ typedef struct session {
 /* Enforce the size limit here: libcurl's MAXFILESIZE does not stop a chunked
  * body whose length is not announced. */
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
-  session *s = (session *)ud;
+  mp_answer *a = (mp_answer *)ud;
   size_t len = size * n;
-  if (len > s->max_response - s->body.len) {
-    s->too_large = 1;
+  if (len > a->max_response - a->body.len) {
+    a->too_large = 1;
     return 0;
   }
-  return mp_buf_add(&s->body, data, len) ? len : 0;
+  return mp_buf_add(&a->body, data, len) ? len : 0;
 }
 
 /* Copy a header value without its trailing CR/LF, truncated to fit. */
@@ -80,13 +72,13 @@ static int header_is(const char *line, size_t n, const char *name, size_t nlen) 
 #define HEADER_IS(line, n, lit) header_is((line), (n), lit, sizeof(lit) - 1)
 
 static size_t on_header(char *line, size_t size, size_t n, void *ud) {
-  session *s = (session *)ud;
+  mp_answer *a = (mp_answer *)ud;
   size_t len = size * n, skip;
   const char *colon;
   char value[128];
   if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new response starts */
-    s->request_id[0] = s->content_type[0] = '\0';
-    s->retry_after = s->retry_after_ms = -1;
+    a->request_id[0] = a->content_type[0] = '\0';
+    a->retry_after = a->retry_after_ms = -1;
     return len;
   }
   if ((colon = (const char *)memchr(line, ':', len)) == NULL) return len;
@@ -94,41 +86,17 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
   while (skip < len && line[skip] == ' ') skip++;
   copy_value(value, sizeof value, line + skip, len - skip);
   if (HEADER_IS(line, len, "x-vercel-id"))
-    memcpy(s->request_id, value, sizeof value);
+    memcpy(a->request_id, value, sizeof value);
   else if (HEADER_IS(line, len, "content-type"))
-    memcpy(s->content_type, value, sizeof value);
+    memcpy(a->content_type, value, sizeof value);
   else if (HEADER_IS(line, len, "retry-after"))
-    s->retry_after = parse_retry_after(value);
+    a->retry_after = parse_retry_after(value);
   else if (HEADER_IS(line, len, "retry-after-ms"))
-    s->retry_after_ms = parse_retry_after(value) / 1000.0;
+    a->retry_after_ms = parse_retry_after(value) / 1000.0;
   return len;
 }
 
-/* ---------------------------------------------------------------- lifecycle */
-
-static session *check_session(lua_State *L) {
-  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
-  if (s->easy == NULL) luaL_error(L, "attempt to use a closed session");
-  return s;
-}
-
-/* One idempotent close for close(), __gc and __close. */
-static int session_close(lua_State *L) {
-  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
-  if (s->easy != NULL) curl_easy_cleanup(s->easy);
-  curl_slist_free_all(s->hdr_plain);
-  curl_slist_free_all(s->hdr_json);
-  mp_buf_free(&s->body);
-  s->easy = NULL;
-  s->hdr_plain = s->hdr_json = NULL;
-  return 0;
-}
-
-static int session_tostring(lua_State *L) {
-  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
-  lua_pushfstring(L, "%s (%s)", SESSION_MT, s->easy ? "open" : "closed");
-  return 1;
-}
+/* ---------------------------------------------------------------- settings */
 
 /* CR, LF or NUL in a header value would let a caller inject headers. */
 static const char *header_safe(lua_State *L, int t, const char *field, size_t *len) {
@@ -155,31 +123,92 @@ static long opt_ms(lua_State *L, int t, const char *field, double dflt) {
   return (long)(secs * 1000.0 + 0.5);
 }
 
-static const char *opt_string(lua_State *L, int t, const char *field) {
+static char *dup_or_null(const char *s, int *ok) {
+  char *d;
+  if (s == NULL) return NULL;
+  if ((d = (char *)malloc(strlen(s) + 1)) == NULL) {
+    *ok = 0;
+    return NULL;
+  }
+  return strcpy(d, s);
+}
+
+/* An optional string option, copied into c-owned memory. */
+static char *opt_copy(lua_State *L, int t, const char *field) {
   size_t len;
-  return header_safe(L, t, field, &len);
+  int ok = 1;
+  char *d = dup_or_null(header_safe(L, t, field, &len), &ok);
+  if (!ok) luaL_error(L, "not enough memory");
+  return d;
+}
+
+static struct curl_slist *slist_add(struct curl_slist *list, const char *line, int *ok) {
+  struct curl_slist *next;
+  if (!*ok) return list;
+  if ((next = curl_slist_append(list, line)) == NULL) *ok = 0;
+  return next ? next : list;
 }
 
 /* Both header lists are built once: libcurl copies the strings, and the
  * token then exists only inside them (never in a Lua-visible string of ours). */
 static struct curl_slist *headers(lua_State *L, int with_json, const char *token) {
-  /* "Expect:" stops libcurl from waiting for 100-continue on larger bodies. */
-  const char *fixed[] = {NULL, "Accept: application/json", "Expect:",
-                         with_json ? "Content-Type: application/json" : NULL};
-  struct curl_slist *list = NULL, *next;
-  size_t i;
-  fixed[0] = lua_pushfstring(L, "Authorization: Bearer %s", token);
-  for (i = 0; i < sizeof fixed / sizeof fixed[0] && fixed[i] != NULL; i++) {
-    if ((next = curl_slist_append(list, fixed[i])) == NULL) {
-      curl_slist_free_all(list);
-      list = NULL;
-      break;
-    }
-    list = next;
-  }
+  int ok = 1;
+  struct curl_slist *list = NULL;
+  list = slist_add(list, lua_pushfstring(L, "Authorization: Bearer %s", token), &ok);
   lua_pop(L, 1);
+  list = slist_add(list, "Accept: application/json", &ok);
+  /* "Expect:" stops libcurl from waiting for 100-continue on larger bodies. */
+  list = slist_add(list, "Expect:", &ok);
+  if (with_json) list = slist_add(list, "Content-Type: application/json", &ok);
+  if (ok) return list;
+  curl_slist_free_all(list);
+  return NULL;
+}
+
+void mp_conf_read(lua_State *L, int t, mp_conf *c) {
+  size_t toklen = 0;
+  const char *token = header_safe(L, t, "token", &toklen);
+  if (token == NULL || toklen == 0) luaL_error(L, "option 'token' is required");
+  c->user_agent = opt_copy(L, t, "user_agent");
+  c->ca_file = opt_copy(L, t, "ca_file");
+  c->ca_path = opt_copy(L, t, "ca_path");
+  c->timeout_ms = opt_ms(L, t, "timeout", 30);
+  c->connect_timeout_ms = opt_ms(L, t, "connect_timeout", 10);
+  lua_getfield(L, t, "max_response_size");
+  c->max_response = (size_t)luaL_optnumber(L, -1, DEFAULT_MAX_RESPONSE);
+  lua_pop(L, 1);
+  c->hdr_plain = headers(L, 0, token);
+  c->hdr_json = headers(L, 1, token);
+  if (c->hdr_plain == NULL || c->hdr_json == NULL) luaL_error(L, "not enough memory");
+}
+
+static struct curl_slist *slist_copy(const struct curl_slist *src, int *ok) {
+  struct curl_slist *list = NULL;
+  for (; src != NULL; src = src->next) list = slist_add(list, src->data, ok);
   return list;
 }
+
+int mp_conf_copy(mp_conf *dst, const mp_conf *src) {
+  int ok = 1;
+  *dst = *src;
+  dst->user_agent = dup_or_null(src->user_agent, &ok);
+  dst->ca_file = dup_or_null(src->ca_file, &ok);
+  dst->ca_path = dup_or_null(src->ca_path, &ok);
+  dst->hdr_plain = slist_copy(src->hdr_plain, &ok);
+  dst->hdr_json = slist_copy(src->hdr_json, &ok);
+  return ok;
+}
+
+void mp_conf_free(mp_conf *c) {
+  curl_slist_free_all(c->hdr_plain);
+  curl_slist_free_all(c->hdr_json);
+  free(c->user_agent);
+  free(c->ca_file);
+  free(c->ca_path);
+  memset(c, 0, sizeof *c);
+}
+
+/* ---------------------------------------------------------------- handles */
 
 static void set_protocols(CURL *e) {
 #if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85.0: the _STR forms */
@@ -191,82 +220,78 @@ static void set_protocols(CURL *e) {
 #endif
 }
 
-/* Options that hold for every request of this session. */
-static void set_fixed(session *s, const char *ua, const char *ca_file, const char *ca_path) {
-  CURL *e = s->easy;
+/* Whether a CA bundle file will be used: given, or built into libcurl. */
+static int has_ca_file(const mp_conf *c) {
+#if LIBCURL_VERSION_NUM >= 0x074600 /* 7.70.0: cainfo in curl_version_info */
+  return c->ca_file != NULL || curl_version_info(CURLVERSION_NOW)->cainfo != NULL;
+#else
+  return c->ca_file != NULL;
+#endif
+}
+
+/* libcurl (>= 7.87, OpenSSL) keeps the parsed CA store between connections
+ * only when it comes from a CA file alone: a CA directory -- which Debian's
+ * libcurl sets by default next to its bundle -- turns the cache off, and
+ * every new connection re-reads the ~200 KB bundle (~20 ms of CPU).  So
+ * unless the caller asked for a directory, we drop the built-in one whenever
+ * a bundle file is there to verify with. */
+static void set_ca(CURL *e, const mp_conf *c) {
+  if (c->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+  if (c->ca_path)
+    curl_easy_setopt(e, CURLOPT_CAPATH, c->ca_path);
+  else if (has_ca_file(c))
+    curl_easy_setopt(e, CURLOPT_CAPATH, (char *)NULL);
+#if LIBCURL_VERSION_NUM >= 0x075700 /* 7.87.0 */
+  curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, CA_CACHE_SECONDS);
+#endif
+}
+
+void mp_easy_setup(CURL *e, const mp_conf *c, mp_answer *a) {
+  a->max_response = c->max_response;
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* a 3xx is an error */
   curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);     /* keep our escaped ids as sent */
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a->errbuf);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)s);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)a);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)s);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, ua);
-  if (ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
-  if (ca_path) curl_easy_setopt(e, CURLOPT_CAPATH, ca_path);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)a);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent ? c->user_agent : "vercel-marketplace-lua/" MP_VERSION);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+  set_ca(e, c);
   set_protocols(e);
 }
 
-/* core.session{token=, user_agent=, timeout=, connect_timeout=, ca_file=,
- * ca_path=, max_response_size=} -> session.  Misuse raises. */
-static int session_new(lua_State *L) {
-  size_t toklen = 0;
-  const char *token, *ua, *ca_file, *ca_path;
-  session *s;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  token = header_safe(L, 1, "token", &toklen);
-  if (token == NULL || toklen == 0) luaL_error(L, "option 'token' is required");
-  ua = opt_string(L, 1, "user_agent");
-  ca_file = opt_string(L, 1, "ca_file");
-  ca_path = opt_string(L, 1, "ca_path");
-  /* Create closed, then acquire: an error below leaves nothing to leak. */
-  s = (session *)mp_newuserdata(L, sizeof(session));
-  memset(s, 0, sizeof *s);
-  luaL_getmetatable(L, SESSION_MT);
-  lua_setmetatable(L, -2);
-  s->timeout_ms = opt_ms(L, 1, "timeout", 30);
-  s->connect_timeout_ms = opt_ms(L, 1, "connect_timeout", 10);
-  lua_getfield(L, 1, "max_response_size");
-  s->max_response = (size_t)luaL_optnumber(L, -1, DEFAULT_MAX_RESPONSE);
-  lua_pop(L, 1);
-  if ((s->easy = curl_easy_init()) == NULL) return luaL_error(L, "curl_easy_init failed");
-  s->hdr_plain = headers(L, 0, token);
-  s->hdr_json = headers(L, 1, token);
-  if (s->hdr_plain == NULL || s->hdr_json == NULL) return luaL_error(L, "not enough memory");
-  set_fixed(s, ua ? ua : "vercel-marketplace-lua/" MP_VERSION, ca_file, ca_path);
-  return 1;
-}
-
-/* ---------------------------------------------------------------- a request */
-
 /* Method and body options are set afresh on every request: stale ones on a
  * reused handle were behind two libcurl CVEs. */
-static void set_method(session *s, const char *method, const char *body, size_t len) {
-  CURL *e = s->easy;
+void mp_easy_request(CURL *e, const mp_conf *c, const char *method, const char *url,
+                     const char *body, size_t len) {
+  curl_easy_setopt(e, CURLOPT_URL, url);
   if (body == NULL) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, (char *)NULL);
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "GET") ? method : (char *)NULL);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->hdr_plain);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdr_plain);
   } else {
-    /* The body string is pinned on the Lua stack until perform returns. */
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->hdr_json);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdr_json);
   }
 }
 
-static void reset_answer(session *s) {
-  s->body.len = 0;
-  s->too_large = 0;
-  s->errbuf[0] = s->request_id[0] = s->content_type[0] = '\0';
-  s->retry_after = s->retry_after_ms = -1;
+/* ---------------------------------------------------------------- answers */
+
+void mp_answer_reset(mp_answer *a) {
+  a->body.len = 0;
+  a->too_large = 0;
+  a->errbuf[0] = a->request_id[0] = a->content_type[0] = '\0';
+  a->retry_after = a->retry_after_ms = -1;
 }
 
 static void set_meta_string(lua_State *L, const char *field, const char *v) {
@@ -276,18 +301,18 @@ static void set_meta_string(lua_State *L, const char *field, const char *v) {
 }
 
 /* The facts of an answer the Lua layer needs, success or not. */
-static void push_meta(lua_State *L, session *s) {
-  double ra = s->retry_after_ms >= 0 ? s->retry_after_ms : s->retry_after;
+static void push_meta(lua_State *L, CURL *e, const mp_answer *a) {
+  double ra = a->retry_after_ms >= 0 ? a->retry_after_ms : a->retry_after;
   long connects = 0;
   lua_createtable(L, 0, 4);
-  set_meta_string(L, "request_id", s->request_id);
-  set_meta_string(L, "content_type", s->content_type);
+  set_meta_string(L, "request_id", a->request_id);
+  set_meta_string(L, "content_type", a->content_type);
   if (ra >= 0) {
     lua_pushnumber(L, ra);
     lua_setfield(L, -2, "retry_after");
   }
-  curl_easy_getinfo(s->easy, CURLINFO_NUM_CONNECTS, &connects);
-  lua_pushboolean(L, connects == 0); /* the kept-alive connection served it */
+  curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
+  lua_pushboolean(L, connects == 0); /* a kept-alive connection served it */
   lua_setfield(L, -2, "reused");
 }
 
@@ -309,46 +334,102 @@ static int retryable(CURLcode rc) {
   }
 }
 
-static int push_failure(lua_State *L, session *s, CURLcode rc) {
+static int push_failure(lua_State *L, const mp_answer *a, CURLcode rc) {
   lua_pushnil(L);
-  if (s->too_large) {
+  if (a->too_large) {
     lua_pushliteral(L, "transport");
-    lua_pushfstring(L, "response larger than %d bytes (max_response_size)", (int)s->max_response);
+    lua_pushfstring(L, "response larger than %d bytes (max_response_size)", (int)a->max_response);
   } else {
     lua_pushstring(L, rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "transport");
-    lua_pushstring(L, s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc));
+    lua_pushstring(L, a->errbuf[0] ? a->errbuf : curl_easy_strerror(rc));
   }
-  lua_pushboolean(L, !s->too_large && retryable(rc));
+  lua_pushboolean(L, !a->too_large && retryable(rc));
   return 4;
+}
+
+int mp_push_answer(lua_State *L, CURL *e, mp_answer *a, CURLcode rc) {
+  long status = 0;
+  if (rc != CURLE_OK) return push_failure(L, a, rc);
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  lua_pushinteger(L, (lua_Integer)status);
+  lua_pushlstring(L, a->body.data ? a->body.data : "", a->body.len);
+  push_meta(L, e, a);
+  mp_buf_trim(&a->body, MP_KEEP_BUFFER);
+  return 3;
 }
 
 static const char *const methods[] = {"GET", "PUT", "PATCH", "DELETE", "POST", NULL};
 
-/* session:perform(method, url [, body [, timeout]]) ->
+const char *mp_check_method(lua_State *L, int arg) {
+  return methods[luaL_checkoption(L, arg, NULL, methods)];
+}
+
+const char *mp_check_url(lua_State *L, int arg) {
+  size_t len;
+  const char *url = luaL_checklstring(L, arg, &len);
+  if (strlen(url) != len || strpbrk(url, "\r\n\t ") != NULL)
+    luaL_argerror(L, arg, "URL must not contain spaces, CR, LF or NUL");
+  return url;
+}
+
+/* ---------------------------------------------------------------- session */
+
+static session *check_session(lua_State *L) {
+  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+  if (s->easy == NULL) luaL_error(L, "attempt to use a closed session");
+  return s;
+}
+
+/* One idempotent close for close(), __gc and __close. */
+static int session_close(lua_State *L) {
+  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+  if (s->easy != NULL) curl_easy_cleanup(s->easy);
+  s->easy = NULL;
+  mp_conf_free(&s->conf);
+  mp_buf_free(&s->ans.body);
+  return 0;
+}
+
+static int session_tostring(lua_State *L) {
+  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+  lua_pushfstring(L, "%s (%s)", SESSION_MT, s->easy ? "open" : "closed");
+  return 1;
+}
+
+/* core.session{token=, user_agent=, timeout=, connect_timeout=, ca_file=,
+ * ca_path=, max_response_size=} -> session.  Misuse raises. */
+static int session_new(lua_State *L) {
+  session *s;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  /* Create closed, then acquire: an error below leaves nothing to leak. */
+  s = (session *)mp_newuserdata(L, sizeof(session));
+  memset(s, 0, sizeof *s);
+  luaL_getmetatable(L, SESSION_MT);
+  lua_setmetatable(L, -2);
+  mp_conf_read(L, 1, &s->conf);
+  if ((s->easy = curl_easy_init()) == NULL) return luaL_error(L, "curl_easy_init failed");
+  mp_easy_setup(s->easy, &s->conf, &s->ans);
+  return 1;
+}
+
+/* The settings of a session, for the batch handles made from it (multi.c). */
+const mp_conf *mp_session_conf(lua_State *L, int idx) {
+  session *s = (session *)luaL_checkudata(L, idx, SESSION_MT);
+  if (s->easy == NULL) luaL_error(L, "attempt to use a closed session");
+  return &s->conf;
+}
+
+/* session:perform(method, url [, body]) ->
  *   status, body, meta  |  nil, "timeout"|"transport", message, retryable */
 static int session_perform(lua_State *L) {
   session *s = check_session(L);
-  const char *method = methods[luaL_checkoption(L, 2, NULL, methods)];
-  size_t urllen, len = 0;
-  const char *url = luaL_checklstring(L, 3, &urllen);
-  const char *body = luaL_optlstring(L, 4, NULL, &len);
-  long status = 0;
-  CURLcode rc;
-  if (strlen(url) != urllen || strpbrk(url, "\r\n\t ") != NULL)
-    return luaL_argerror(L, 3, "URL must not contain spaces, CR, LF or NUL");
-  reset_answer(s);
-  curl_easy_setopt(s->easy, CURLOPT_URL, url);
-  set_method(s, method, body, len);
-  curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, s->timeout_ms);
-  curl_easy_setopt(s->easy, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
-  rc = curl_easy_perform(s->easy);
-  if (rc != CURLE_OK) return push_failure(L, s, rc);
-  curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
-  lua_pushinteger(L, (lua_Integer)status);
-  lua_pushlstring(L, s->body.data ? s->body.data : "", s->body.len);
-  push_meta(L, s);
-  mp_buf_trim(&s->body, KEEP_BUFFER);
-  return 3;
+  const char *method = mp_check_method(L, 2);
+  const char *url = mp_check_url(L, 3);
+  size_t len = 0;
+  const char *body = luaL_optlstring(L, 4, NULL, &len); /* pinned on the stack */
+  mp_answer_reset(&s->ans);
+  mp_easy_request(s->easy, &s->conf, method, url, body, len);
+  return mp_push_answer(L, s->easy, &s->ans, curl_easy_perform(s->easy));
 }
 
 /* ---------------------------------------------------------------- ids, time */
@@ -442,4 +523,5 @@ void mp_open_transport(lua_State *L) {
   }
   lua_pop(L, 1);
   mp_setfuncs(L, functions, 0);
+  mp_open_multi(L);
 }

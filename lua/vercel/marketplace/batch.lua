@@ -1,0 +1,265 @@
+--- Batches: many imports, updates or deletes of one installation at once.
+--
+-- Up to `concurrency` requests are in flight over one libcurl multi handle
+-- (`core.multi`, csrc/multi.c), multiplexed over HTTP/2 when the server
+-- offers it.  Each item is prepared exactly as a single call would be
+-- (`Installation:_prepare`), so an invalid one is reported without being
+-- sent and never stops the others; answers are read with
+-- `vercel.marketplace.response` and failures retried per item with
+-- `vercel.marketplace.retry` and the installation's options.  A 429 pauses
+-- the whole batch: nothing new starts before its `Retry-After` has passed.
+--
+-- The C side only moves bytes: this file decides what to start, when to
+-- wait and what to retry, and calls `on_progress` between multi steps (never
+-- from inside libcurl).  Sessions that are not libcurl's (nginx cosockets)
+-- get the same results one request at a time.
+-- @module vercel.marketplace.batch
+local core = require "vercel.marketplace.core"
+local errors = require "vercel.marketplace.error"
+local response = require "vercel.marketplace.response"
+local retry = require "vercel.marketplace.retry"
+
+local M = {}
+
+M.DEFAULT_CONCURRENCY = 8
+local MAX_CONCURRENCY = 256
+local MAX_POLL = 1 -- seconds one poll may block; transfers wake it sooner
+
+local OPTIONS = { concurrency = true, on_progress = true }
+
+-- Arguments --------------------------------------------------------------
+
+-- Misuse raises, pointing at the caller of import_many & co (level 3:
+-- the public method tail-calls run, which calls us).
+local function misuse(fname, fmt, ...)
+  error(("bad argument %s to '%s'"):format(fmt:format(...), fname), 3)
+end
+
+local function check_items(fname, items)
+  if type(items) ~= "table" then misuse(fname, "#1 (table expected, got %s)", type(items)) end
+  local n = #items
+  for k in pairs(items) do
+    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+      misuse(fname, "#1 (array of items expected, found key %s)", tostring(k))
+    end
+  end
+  return n
+end
+
+local function check_opts(fname, opts)
+  if opts == nil then return M.DEFAULT_CONCURRENCY, nil end
+  if type(opts) ~= "table" then misuse(fname, "#2 (table expected, got %s)", type(opts)) end
+  for k in pairs(opts) do
+    if not OPTIONS[k] then misuse(fname, "#2 (unknown option '%s')", tostring(k)) end
+  end
+  local c = opts.concurrency
+  if c == nil then c = M.DEFAULT_CONCURRENCY end
+  if type(c) ~= "number" or c % 1 ~= 0 or c < 1 or c > MAX_CONCURRENCY then
+    misuse(fname, "#2 (option 'concurrency' must be a whole number from 1 to %d)", MAX_CONCURRENCY)
+  end
+  local p = opts.on_progress
+  if p ~= nil and type(p) ~= "function" then
+    misuse(fname, "#2 (option 'on_progress' must be a function)")
+  end
+  return c, p
+end
+
+-- Items ------------------------------------------------------------------
+
+local function invalid(path, message)
+  return errors.new("validation", "invalid batch item; nothing was sent",
+    { errors = { { path = path, message = message } } })
+end
+
+-- id, body of an item, or nil and a validation error.  What a single call
+-- would refuse by raising (a non-string id, a non-table body) is an item's
+-- error here: one bad item must not cost the others their answers.
+local function parts(op, item)
+  if op == "delete" and type(item) == "string" then return item end
+  if type(item) ~= "table" then
+    return nil, invalid("", ("expected %s, got %s"):format(op == "delete" and "table or id string" or "table", type(item)))
+  end
+  if type(item.id) ~= "string" then return nil, invalid("id", "expected string, got " .. type(item.id)) end
+  if op ~= "delete" and type(item.body) ~= "table" then
+    return nil, invalid("body", "expected table, got " .. type(item.body))
+  end
+  return item.id, item.body
+end
+
+-- A request ready to go: {i, method, path, json, attempt}, or nil, err.
+local function prepare(inst, op, i, item)
+  local id, body = parts(op, item)
+  if not id then return nil, body end
+  local method, path, json = inst:_prepare(op, id, body)
+  if not method then return nil, path end
+  return { i = i, method = method, path = path, json = json, attempt = 0 }
+end
+
+-- One batch run ----------------------------------------------------------
+
+local Run = {}
+Run.__index = Run
+
+-- Item i is finished: store its result, tell the caller.
+function Run:settle(i, ok, v)
+  self.results[i] = ok and { ok = true, value = v } or { ok = false, err = v }
+  self.done = self.done + 1
+  if self.progress then self.progress(self.done, self.total) end
+end
+
+-- The value of a 2xx answer, or its decode error.
+function Run:succeeded(req, status, body, meta)
+  local v, err = response.value(self.answer, status, body, meta, req.method, req.path)
+  if v == nil then return self:settle(req.i, false, err) end
+  self:settle(req.i, true, v)
+end
+
+-- A failed attempt: settle it, or queue it for a retry.  A 429 pauses the
+-- whole batch until the wait it asked for has passed.
+function Run:failed(req, status, body, meta, retryable)
+  local err = response.failure(status, body, meta)
+  err.method, err.path, err.attempts = req.method, req.path, req.attempt
+  local wait = req.attempt <= self.opts.retries and retry.retryable(err, retryable)
+      and retry.delay(req.attempt, err, self.opts)
+  if not wait then return self:settle(req.i, false, err) end
+  req.at = core.now() + wait
+  if err.status == 429 then
+    if req.at > self.pause_until then self.pause_until = req.at end
+    req.at = self.pause_until
+  end
+  self.waiting[#self.waiting + 1] = req
+end
+
+function Run:answered(req, status, body, meta, retryable)
+  if status and status >= 200 and status < 300 then
+    return self:succeeded(req, status, body, meta)
+  end
+  self:failed(req, status, body, meta, retryable)
+end
+
+-- The first queued retry that is due, if any.
+function Run:due(now)
+  local w = self.waiting
+  for k = 1, #w do
+    if w[k].at <= now then return table.remove(w, k) end
+  end
+end
+
+-- The next new item that passes validation; invalid ones are settled on
+-- the way, unsent.
+function Run:fresh()
+  while self.next <= self.total do
+    local i = self.next
+    self.next = i + 1
+    local req, err = prepare(self.inst, self.op, i, self.items[i])
+    if req then return req end
+    self:settle(i, false, err)
+  end
+end
+
+-- When the next queued retry (or the end of a pause) is due.
+function Run:next_due()
+  local t = math.huge
+  for _, req in ipairs(self.waiting) do
+    if req.at < t then t = req.at end
+  end
+  return t
+end
+
+-- Sequential fallback: one request at a time through the installation's
+-- own retry loop (used when the session is not a libcurl one).
+function Run:sequential()
+  while self.done < self.total do
+    local req = self:fresh()
+    if not req then return end
+    local status, body, meta = self.inst:_send(req.method, req.path, req.json)
+    if status then self:succeeded(req, status, body, meta) else self:settle(req.i, false, body) end
+  end
+end
+
+-- The installation's debug log (the `log` option): one line per attempt,
+-- as single calls write it.
+function Run:logged(req, status, body, meta, retryable)
+  if req.started then
+    self.inst:_log_attempt(req.method, req.path, req.attempt, req.started, status, body, meta)
+  end
+  return status, body, meta, retryable
+end
+
+-- Start requests while a slot is free, no pause holds and work is there.
+function Run:fill()
+  local m, free = self.multi, self.free
+  while #free > 0 do
+    local now = core.now()
+    if now < self.pause_until then return end
+    local req = self:due(now) or self:fresh()
+    if not req then return end
+    local slot = table.remove(free)
+    req.attempt = req.attempt + 1
+    req.started = self.log and now
+    self.slots[slot] = req
+    m:start(slot, req.method, self.base .. req.path, req.json)
+  end
+end
+
+-- How long a poll may block: until a queued retry is due, if a slot is free.
+function Run:poll_wait()
+  if #self.free == 0 then return MAX_POLL end
+  local d = math.max(self.pause_until, self:next_due()) - core.now()
+  return math.max(0, math.min(MAX_POLL, d))
+end
+
+function Run:step()
+  self:fill()
+  if #self.free == self.n then -- nothing in flight: wait for the next retry
+    local d = math.max(self.pause_until, self:next_due()) - core.now()
+    if d > 0 then self.sleep(d) end
+    return
+  end
+  for _, slot in ipairs(self.multi:poll(self:poll_wait())) do
+    local req = self.slots[slot]
+    self.slots[slot] = nil
+    self.free[#self.free + 1] = slot
+    self:answered(req, self:logged(req, self.multi:result(slot)))
+  end
+end
+
+function Run:concurrent()
+  while self.done < self.total do self:step() end
+end
+
+local function is_curl_session(s)
+  local mt = getmetatable(s)
+  return type(s) == "userdata" and type(mt) == "table" and mt.__name == "vercel.marketplace.session"
+end
+
+--- Run a batch: `op` is "import", "update" or "delete".
+-- @return an array of results in input order, one per item:
+--  `{ok = true, value = ...}` or `{ok = false, err = ...}`
+function M.run(inst, op, items, opts)
+  local fname = op .. "_many"
+  local total = check_items(fname, items)
+  local n, progress = check_opts(fname, opts)
+  local self = setmetatable({
+    inst = inst, op = op, items = items, total = total, results = {}, done = 0, next = 1,
+    opts = inst._opts, base = inst.base_url, answer = require("vercel.marketplace")._OPS[op].answer,
+    progress = progress, sleep = inst._sleep, log = inst._log ~= nil and inst._log_attempt ~= nil,
+    waiting = {}, pause_until = 0, slots = {}, free = {},
+  }, Run)
+  if total == 0 then return self.results end
+  if not is_curl_session(inst._session) then
+    self:sequential()
+    return self.results
+  end
+  self.n = math.min(n, total)
+  for slot = self.n, 1, -1 do self.free[#self.free + 1] = slot end
+  self.multi = core.multi(inst._session, self.n)
+  -- The multi handle is closed however the run ends (an error raised by
+  -- on_progress included), so no transfer outlives it.
+  local ok, err = pcall(Run.concurrent, self)
+  self.multi:close()
+  if not ok then error(err, 0) end
+  return self.results
+end
+
+return M

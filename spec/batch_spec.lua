@@ -1,0 +1,304 @@
+-- Batches: import_many, update_many, delete_many over libcurl's multi
+-- interface, against the emulator.  Every item gets exactly one result, in
+-- input order, however the server misbehaves; invalid items are refused
+-- unsent; a 429 pauses the whole batch.  No speed is asserted anywhere.
+local helper = require "helper"
+local marketplace = require "vercel.marketplace"
+local core = require "vercel.marketplace.core"
+
+local function body(i)
+  return { productId = "p", name = "n" .. i, status = "ready" }
+end
+
+local function items(n, prefix)
+  local t = {}
+  for i = 1, n do t[i] = { id = (prefix or "db_") .. i, body = body(i) } end
+  return t
+end
+
+local function count(reqs, method)
+  local n = 0
+  for _, r in ipairs(reqs) do
+    if r.method == method then n = n + 1 end
+  end
+  return n
+end
+
+describe("batches", function()
+  local emu
+
+  lazy_setup(function()
+    emu = helper.start_emulator({ token = "test-token" })
+  end)
+
+  lazy_teardown(function()
+    if emu then emu:stop() end
+  end)
+
+  before_each(function()
+    emu:reset()
+  end)
+
+  local function inst(opts)
+    local o = { token = "test-token", base_url = emu.url, retry_base = 0.01 }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return marketplace.installation("icfg_1", o)
+  end
+
+  local function assert_all_ok(results, n)
+    assert.equals(n, #results)
+    for i = 1, n do
+      assert.is_true(results[i].ok, "item " .. i .. ": " .. tostring(results[i].err))
+    end
+  end
+
+  it("imports 200 resources, results in input order", function()
+    local c = inst()
+    local results = c:import_many(items(200))
+    assert_all_ok(results, 200)
+    for i = 1, 200 do assert.equals("n" .. i, results[i].value.name) end
+    assert.equals(200, #assert(c:list()))
+    assert.equals(200, count(emu:requests(), "PUT"))
+    assert.equals("n77", emu:record("icfg_1", "db_77").name)
+    c:close()
+  end)
+
+  it("refuses invalid items unsent, as single calls would, and sends the valid ones", function()
+    local c = inst()
+    local list = {
+      { id = "ok_1", body = body(1) },
+      { id = "bad_body", body = { productId = "p", name = "n" } },       -- no status
+      { id = "", body = body(3) },                                          -- empty id
+      { id = 42, body = body(4) },                                          -- not a string
+      { id = "no_body" },                                                   -- no body
+      "not an item",
+      { id = "ok_7", body = body(7) },
+    }
+    local results = c:import_many(list)
+    assert.equals(#list, #results)
+    assert.is_true(results[1].ok)
+    assert.is_true(results[7].ok)
+    for i = 2, 6 do
+      assert.is_false(results[i].ok)
+      assert.equals("validation", results[i].err.kind)
+    end
+    local _, single = c:import("bad_body", { productId = "p", name = "n" })
+    assert.same(single.errors, results[2].err.errors)
+    assert.equals(tostring(single), tostring(results[2].err))
+    local reqs = emu:requests()
+    assert.equals(2, #reqs)
+    assert.equals("/v1/installations/icfg_1/resources/ok_1", reqs[1].path)
+    assert.equals("/v1/installations/icfg_1/resources/ok_7", reqs[2].path)
+    c:close()
+  end)
+
+  it("retries a 5xx burst and dropped connections, accounting for every item", function()
+    local c = inst({ retries = 3 })
+    emu:control("POST", "/_emulator/faults", { method = "PUT", status = 503, count = 10 })
+    emu:control("POST", "/_emulator/faults", { method = "PUT", action = "drop", count = 6 })
+    local results = c:import_many(items(60))
+    assert_all_ok(results, 60)
+    assert.equals(60 + 16, count(emu:requests(), "PUT"))
+    assert.equals(60, #assert(c:list()))
+    c:close()
+  end)
+
+  it("reports an item that keeps failing, with its attempts, without stopping the others", function()
+    local c = inst({ retries = 2 })
+    emu:control("POST", "/_emulator/faults", { path = ".*/db_5", status = 500, count = 10 })
+    local results = c:import_many(items(12))
+    for i = 1, 12 do
+      if i == 5 then
+        assert.is_false(results[i].ok)
+        assert.equals("http", results[i].err.kind)
+        assert.equals(500, results[i].err.status)
+        assert.equals(3, results[i].err.attempts)
+        assert.equals("PUT", results[i].err.method)
+        assert.equals("/v1/installations/icfg_1/resources/db_5", results[i].err.path)
+      else
+        assert.is_true(results[i].ok)
+      end
+    end
+    c:close()
+  end)
+
+  it("gives every item a transport error when nothing answers", function()
+    local c = marketplace.installation("icfg_1", { token = "test-token", retries = 0,
+      base_url = "http://127.0.0.1:" .. helper.closed_port() })
+    local results = c:import_many(items(5))
+    assert.equals(5, #results)
+    for i = 1, 5 do
+      assert.is_false(results[i].ok)
+      assert.equals("transport", results[i].err.kind)
+      assert.equals(1, results[i].err.attempts)
+    end
+    c:close()
+  end)
+
+  it("pauses the whole batch on 429 and still lands everything", function()
+    local c = inst({ retries = 4 })
+    local status = emu:control("POST", "/_emulator/rate-limit", { limit = 15, window = 1 })
+    assert.equals(201, status)
+    local t0 = core.now()
+    local results = c:import_many(items(45))
+    assert_all_ok(results, 45)
+    local elapsed = core.now() - t0
+    emu:control("DELETE", "/_emulator/rate-limit")
+    assert.equals(45, #assert(c:list()))
+    -- Within each window at most the 8 requests in flight when the limit
+    -- ran out see a 429: nothing new starts during a pause.  45 items at
+    -- 15 per window take about three windows.
+    local puts = count(emu:requests(), "PUT")
+    assert.is_true(puts >= 45 + 1, "expected some 429s, saw " .. puts .. " requests")
+    assert.is_true(puts <= 45 + 8 * 4, "too many requests during pauses: " .. puts)
+    -- Not a speed figure: the windows themselves (2 pauses of ~1 s) force it.
+    assert.is_true(elapsed >= 1.5, "the batch did not wait for Retry-After")
+    c:close()
+  end)
+
+  it("calls on_progress after each item with (done, total)", function()
+    local c = inst()
+    local seen = {}
+    local list = items(20)
+    list[3].body = {}                                                       -- invalid
+    local results = c:import_many(list, { on_progress = function(done, total)
+      seen[#seen + 1] = { done, total }
+    end })
+    assert.equals(20, #results)
+    assert.equals(20, #seen)
+    for k, s in ipairs(seen) do assert.same({ k, 20 }, s) end
+    c:close()
+  end)
+
+  it("lets an error raised by on_progress out, and the installation keeps working", function()
+    local c = inst()
+    assert.has_error(function()
+      c:import_many(items(10), { on_progress = function(done)
+        if done == 2 then error("stop here", 0) end
+      end })
+    end, "stop here")
+    assert.truthy(c:import("after", body(1)))
+    c:close()
+  end)
+
+  it("updates and deletes many", function()
+    local c = inst()
+    assert_all_ok(c:import_many(items(6)), 6)
+    local patches = {}
+    for i = 1, 6 do patches[i] = { id = "db_" .. i, body = { name = "renamed" .. i } } end
+    local updated = c:update_many(patches)
+    assert_all_ok(updated, 6)
+    assert.equals("renamed4", updated[4].value.name)
+    assert.equals("renamed4", emu:record("icfg_1", "db_4").name)
+    local deleted = c:delete_many({ "db_1", { id = "db_2" }, "db_3", { id = "db_4" }, "db_5", "db_6", "missing" })
+    assert.equals(7, #deleted)
+    for i = 1, 6 do assert.same({ ok = true, value = true }, deleted[i]) end
+    assert.is_false(deleted[7].ok)
+    assert.equals(404, deleted[7].err.status)
+    assert.same({}, assert(c:list()))
+    assert.equals(7, count(emu:requests(), "DELETE"))
+    c:close()
+  end)
+
+  it("keeps several requests in flight at once", function()
+    local c = inst()
+    emu:control("POST", "/_emulator/faults", { method = "PUT", delay = 0.3, count = 8 })
+    assert_all_ok(c:import_many(items(8), { concurrency = 8 }), 8)
+    local conns = {}
+    for _, r in ipairs(emu:requests()) do conns[r.connection] = true end
+    local n = 0
+    for _ in pairs(conns) do n = n + 1 end
+    assert.is_true(n > 1, "all requests came over one connection")
+    c:close()
+  end)
+
+  it("sends one at a time with concurrency = 1", function()
+    local c = inst()
+    assert_all_ok(c:import_many(items(5), { concurrency = 1 }), 5)
+    local reqs = emu:requests()
+    for i = 2, #reqs do assert.equals(reqs[1].connection, reqs[i].connection) end
+    c:close()
+  end)
+
+  it("returns an empty array for no items", function()
+    local c = inst()
+    assert.same({}, c:import_many({}))
+    assert.equals(0, #emu:requests())
+    c:close()
+  end)
+
+  it("raises on a wrong argument", function()
+    local c = inst()
+    assert.has_error(function() c:import_many("x") end)
+    assert.has_error(function() c:import_many({ a = 1 }) end)
+    assert.has_error(function() c:import_many({}, 5) end)
+    assert.has_error(function() c:import_many({}, { concurrency = 0 }) end)
+    assert.has_error(function() c:import_many({}, { concurrency = 2.5 }) end)
+    assert.has_error(function() c:import_many({}, { on_progress = 1 }) end)
+    assert.has_error(function() c:delete_many({}, { speed = 1 }) end)
+    local ok, msg = pcall(c.update_many, c, nil)
+    assert.is_false(ok)
+    assert.matches("update_many", msg)
+    c:close()
+  end)
+
+  describe("multi handle", function()
+    it("closes once, however many times it is closed", function()
+      local c = inst()
+      local m = core.multi(c._session, 2)
+      assert.matches("open", tostring(m))
+      m:close()
+      m:close()
+      assert.matches("closed", tostring(m))
+      assert.has_error(function() m:poll(0) end, "attempt to use a closed batch")
+      c:close()
+    end)
+
+    it("refuses a closed session, a bad slot count and a busy slot", function()
+      local c = inst()
+      assert.has_error(function() core.multi(c._session, 0) end)
+      assert.has_error(function() core.multi({}, 2) end)
+      local m = core.multi(c._session, 1)
+      m:start(1, "GET", emu.url .. "/v1/installations/icfg_1/resources")
+      assert.has_error(function() m:start(1, "GET", emu.url) end)
+      assert.has_error(function() m:result(1) end)
+      m:close()
+      c:close()
+      assert.has_error(function() core.multi(c._session, 1) end)
+    end)
+
+    it("answers like session:perform", function()
+      local c = inst()
+      local m = core.multi(c._session, 1)
+      local url = emu.url .. "/v1/installations/icfg_1/resources/x"
+      m:start(1, "PUT", url, core.encode("import", body(1)))
+      local done
+      for _ = 1, 100 do
+        done = m:poll(0.1)
+        if #done > 0 then break end
+      end
+      assert.same({ 1 }, done)
+      local status, text, meta = m:result(1)
+      assert.equals(200, status)
+      assert.equals("n1", require("cjson").decode(text).name)
+      assert.truthy(meta.request_id)
+      m:close()
+      c:close()
+    end)
+
+    it("is collected when dropped mid-transfer", function()
+      local c = inst()
+      local weak = setmetatable({}, { __mode = "v" })
+      do
+        local m = core.multi(c._session, 2)
+        m:start(1, "GET", emu.url .. "/v1/installations/icfg_1/resources")
+        m:poll(0)
+        weak[1] = m
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.is_nil(weak[1])
+      c:close()
+    end)
+  end)
+end)
