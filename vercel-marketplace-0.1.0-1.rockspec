@@ -57,6 +57,7 @@ build = {
     ["vercel.marketplace.resource"] = "lua/vercel/marketplace/resource.lua",
     ["vercel.marketplace.transport"] = "lua/vercel/marketplace/transport.lua",
     ["vercel.marketplace.batch"] = "lua/vercel/marketplace/batch.lua",
+    ["vercel.marketplace.cli"] = "lua/vercel/marketplace/cli.lua",
     -- The emulator's handlers, loaded by nginx (LuaJIT) from the launcher.
     ["vercel.marketplace.emulator"] = "lua/vercel/marketplace/emulator/init.lua",
     ["vercel.marketplace.emulator.api"] = "lua/vercel/marketplace/emulator/api.lua",
@@ -67,8 +68,11 @@ build = {
     ["vercel.marketplace.emulator.reply"] = "lua/vercel/marketplace/emulator/reply.lua",
     ["vercel.marketplace.emulator.store"] = "lua/vercel/marketplace/emulator/store.lua",
   },
+  -- Type annotations for lua-language-server, shipped with the rock.
+  copy_directories = { "types" },
   install = {
     bin = {
+      ["vercel-marketplace"] = "bin/vercel-marketplace",
       ["vercel-marketplace-emulator"] = "bin/vercel-marketplace-emulator",
     },
   },

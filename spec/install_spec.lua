@@ -24,8 +24,11 @@ describe_installed("luarocks make", function()
     tmp = select(2, sh("mktemp -d")):gsub("%s+$", "")
     tree = tmp .. "/tree"
     -- Build from a copy, so no object file lands in the work tree.
-    local ok, out = sh(("cp -r %s/csrc %s/lua %s/bin %s/README.md %s/*.rockspec %s/"):format(
-      helper.root, helper.root, helper.root, helper.root, helper.root, tmp))
+    local files = {}
+    for _, f in ipairs({ "csrc", "lua", "bin", "types", "README.md", "*.rockspec" }) do
+      files[#files + 1] = helper.root .. "/" .. f
+    end
+    local ok, out = sh(("cp -r %s %s/"):format(table.concat(files, " "), tmp))
     assert(ok, out)
     ok, out = sh(("cd %s && luarocks --lua-version %s make --deps-mode=none --tree=%s"):format(
       helper.shell_quote(tmp), version, helper.shell_quote(tree)))
@@ -51,12 +54,39 @@ describe_installed("luarocks make", function()
   it("installs the modules and the core", function()
     local ok, out = run_installed([[
       local m = require "vercel.marketplace"
-      print(m.VERSION, package.searchpath("vercel.marketplace.core", package.cpath))
+      -- Lua 5.1 has no package.searchpath: the same search, spelled out.
+      local searchpath = package.searchpath or function(name, path)
+        for c in path:gmatch("[^;]+") do
+          local file = c:gsub("%?", (name:gsub("%.", "/")))
+          local f = io.open(file)
+          if f then f:close() return file end
+        end
+      end
+      print(m.VERSION, searchpath("vercel.marketplace.core", package.cpath))
       print(m.validate("import", { productId = "p", name = "n", status = "ready" }))
     ]])
     assert.is_true(ok, out)
     assert.matches("^0%.1%.0\t" .. tree:gsub("%p", "%%%0") .. "/lib/lua/", out)
     assert.matches("\ntrue\n", out)
+  end)
+
+  it("installs the command line", function()
+    local ok, out = sh(("%s/bin/vercel-marketplace --help"):format(tree))
+    assert.is_true(ok, out)
+    assert.matches("sync", out)
+    local body = tmp .. "/body.json"
+    local f = assert(io.open(body, "w"))
+    f:write('{"productId":"p","name":"n","status":"ready"}')
+    f:close()
+    ok, out = sh(("%s/bin/vercel-marketplace validate import %s"):format(tree, body))
+    assert.is_true(ok, out)
+  end)
+
+  it("installs the type annotations", function()
+    local f = io.open(("%s/lib/luarocks/rocks-%s/vercel-marketplace/0.1.0-1/types/vercel-marketplace.lua")
+      :format(tree, version))
+    assert.truthy(f, "types/ not installed")
+    f:close()
   end)
 
   it("installs an emulator that runs from the tree", function()

@@ -120,6 +120,7 @@ M._OPS = OPS
 --- Everything about a request that can be known before sending it:
 -- `method, path, json` or `nil, err` (a `validation` error: nothing is sent).
 -- Batches use this too, so a batch item is refused exactly as a single call.
+-- @local
 function Installation:_prepare(op, id, body)
   local o = OPS[op]
   local esc, problem = core.escape_id(id)
@@ -137,6 +138,7 @@ function Installation:_prepare(op, id, body)
 end
 
 --- One request with retries: `status, body, meta` or `nil, err`.
+-- @local
 function Installation:_send(method, path, json)
   local opts, url = self._opts, self.base_url .. path
   local attempt = 0
@@ -260,10 +262,19 @@ end
 -- @tparam[opt] table opts `concurrency` (default 8), `on_progress(done, total)`
 -- @return an array of results in input order, one per item:
 --  `{ok = true, value = ...}` or `{ok = false, err = ...}`
+-- @function Installation:import_many
 Installation.import_many = batch("import")
 --- Update many resources: `items` is an array of `{id = ..., body = patch}`.
+-- @tparam table items
+-- @tparam[opt] table opts as for `import_many`
+-- @return an array of results in input order, as for `import_many`
+-- @function Installation:update_many
 Installation.update_many = batch("update")
 --- Delete many resources: `items` is an array of `{id = ...}` (or of ids).
+-- @tparam table items
+-- @tparam[opt] table opts as for `import_many`
+-- @return an array of results in input order, as for `import_many`
+-- @function Installation:delete_many
 Installation.delete_many = batch("delete")
 
 --- Close the connection now (it is also closed when collected).

@@ -1,0 +1,403 @@
+-- bin/vercel-marketplace, run as a subprocess against the emulator (with
+-- the interpreter busted runs under, and the tree's LUA_PATH/LUA_CPATH).
+local cjson = require "cjson"
+local helper = require "helper"
+
+local q = helper.shell_quote
+local LUA = arg and arg[-1] or "lua5.4"
+local BIN = helper.root .. "/bin/vercel-marketplace"
+local TOKEN = "cli-spec-token-0123456789"
+local ICFG = "icfg_cli"
+
+local function write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+-- run(args, opts) -> code, stdout, stderr.  opts.env: extra variables
+-- (VERCEL_* are cleared first), opts.stdin: text for standard input.
+local function run(args, opts)
+  opts = opts or {}
+  local out, err, input = os.tmpname(), os.tmpname(), os.tmpname()
+  write(input, opts.stdin or "")
+  local vars = {}
+  for k, v in pairs(opts.env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+  local words = {}
+  for i, a in ipairs(args) do words[i] = q(a) end
+  local cmd = "env -u VERCEL_TOKEN -u VERCEL_API_URL -u VERCEL_INSTALLATION_ID " .. table.concat(vars, " ")
+      .. " timeout 60 " .. q(LUA) .. " " .. q(BIN) .. " " .. table.concat(words, " ")
+      .. " <" .. q(input) .. " >" .. q(out) .. " 2>" .. q(err) .. "; echo $?"
+  local p = assert(io.popen(cmd, "r"))
+  local code = tonumber(p:read("*a"):match("(%d+)%s*$"))
+  p:close()
+  local stdout, stderr = helper.read_file(out), helper.read_file(err)
+  for _, f in ipairs({ out, err, input }) do os.remove(f) end
+  return code, stdout, stderr
+end
+
+local function body(i)
+  return { id = ("res_%02d"):format(i), productId = "postgres", name = "db-" .. i, status = "ready",
+    metadata = { n = i } }
+end
+
+local function bodies(from, to)
+  local list = {}
+  for i = from, to do list[#list + 1] = body(i) end
+  return list
+end
+
+local function json_file(value)
+  local path = os.tmpname()
+  write(path, type(value) == "string" and value or cjson.encode(value))
+  return path
+end
+
+local function writes(requests)
+  local n = 0
+  for _, r in ipairs(requests) do if r.method ~= "GET" then n = n + 1 end end
+  return n
+end
+
+describe("vercel-marketplace (command line)", function()
+  local emu, env, files
+
+  lazy_setup(function()
+    emu = helper.start_emulator({ token = TOKEN })
+    env = { VERCEL_API_URL = emu.url, VERCEL_TOKEN = TOKEN, VERCEL_INSTALLATION_ID = ICFG }
+  end)
+
+  lazy_teardown(function()
+    if emu then emu:stop() end
+  end)
+
+  before_each(function()
+    emu:reset()
+    files = {}
+  end)
+
+  after_each(function()
+    for _, f in ipairs(files) do os.remove(f) end
+  end)
+
+  local function file(value)
+    local path = json_file(value)
+    files[#files + 1] = path
+    return path
+  end
+
+  local function partner_ids()
+    local status, list = emu:api("GET", "/v1/installations/" .. ICFG .. "/resources")
+    assert.equals(200, status)
+    local ids = {}
+    for _, r in ipairs(list.resources) do ids[#ids + 1] = r.partnerId end
+    table.sort(ids)
+    return ids
+  end
+
+  local function seed(list)
+    for _, b in ipairs(list) do
+      local copy = {}
+      for k, v in pairs(b) do if k ~= "id" then copy[k] = v end end
+      assert.equals(200, (emu:api("PUT", "/v1/installations/" .. ICFG .. "/resources/" .. b.id, copy)))
+    end
+    emu:control("DELETE", "/_emulator/requests")
+  end
+
+  describe("sync", function()
+    it("imports 50 resources and prints a summary, silent on a piped stderr", function()
+      local code, out, err = run({ "sync", file(bodies(1, 50)), "--concurrency", "4" }, { env = env })
+      assert.equals(0, code, err)
+      assert.equals("imported 50, deleted 0, failed 0\n", out)
+      assert.equals("", err)
+      assert.equals(50, #partner_ids())
+      assert.equals(50, writes(emu:requests()))
+      assert.same({ n = 7 }, emu:record(ICFG, "res_07").metadata)
+    end)
+
+    it("--prune deletes the resources not in the file and keeps the others", function()
+      seed(bodies(1, 5))
+      local code, out, err = run({ "sync", "--prune", file(bodies(3, 7)) }, { env = env })
+      assert.equals(0, code, err)
+      assert.equals("imported 5, deleted 2, failed 0\n", out)
+      assert.same({ "res_03", "res_04", "res_05", "res_06", "res_07" }, partner_ids())
+      local deletes = {}
+      for _, r in ipairs(emu:requests()) do
+        if r.method == "DELETE" then deletes[#deletes + 1] = r.path:match("[^/]+$") end
+      end
+      table.sort(deletes)
+      assert.same({ "res_01", "res_02" }, deletes)
+    end)
+
+    it("--dry-run sends no write and says what would change", function()
+      seed(bodies(1, 3))
+      local code, out, err = run({ "sync", file(bodies(2, 4)), "--prune", "--dry-run" }, { env = env })
+      assert.equals(0, code, err)
+      assert.truthy(out:find("would import 3, delete 1", 1, true), out)
+      assert.truthy(out:find("- res_01\n", 1, true))
+      assert.truthy(out:find("+ res_04\n", 1, true))
+      local requests = emu:requests()
+      assert.equals(1, #requests)               -- the list, nothing else
+      assert.equals("GET", requests[1].method)
+      assert.same({ "res_01", "res_02", "res_03" }, partner_ids())
+      -- Without --prune nothing at all is sent, and no token is needed.
+      emu:control("DELETE", "/_emulator/requests")
+      code, out = run({ "sync", file(bodies(1, 2)), "--dry-run" })
+      assert.equals(0, code)
+      assert.truthy(out:find("would import 2, delete 0", 1, true))
+      assert.equals(0, #emu:requests())
+    end)
+
+    it("refuses a file with any invalid item: exit 2, every problem by item and path, nothing sent", function()
+      local list = bodies(1, 4)
+      list[2].status = "on fire"
+      list[3].billingPlan = { id = "p", type = "prepayment", name = "n", details = { { value = "x" } } }
+      list[3].zz = true
+      list[4].id = nil
+      list[5] = list[1]
+      local code, out, err = run({ "sync", "--prune", file(list) }, { env = env })
+      assert.equals(2, code)
+      assert.equals("", out)
+      for _, line in ipairs({
+        '5 problems; nothing was sent',
+        'item 2 (id "res_02"): status: must be one of',
+        'item 3 (id "res_03"): billingPlan.details[1].label: is required',
+        'item 3 (id "res_03"): zz: unknown field',
+        'item 4: id: is required',
+        'item 5 (id "res_01"): id: duplicate id (also item 1)',
+      }) do
+        assert.truthy(err:find(line, 1, true), line .. "\n" .. err)
+      end
+      assert.equals(0, #emu:requests())
+    end)
+
+    it("reads - from standard input", function()
+      local code, out, err = run({ "sync", "-" }, { env = env, stdin = cjson.encode(bodies(1, 3)) })
+      assert.equals(0, code, err)
+      assert.equals("imported 3, deleted 0, failed 0\n", out)
+      assert.same({ "res_01", "res_02", "res_03" }, partner_ids())
+    end)
+
+    it("exits 1 when an item fails, naming it, and imports the others", function()
+      emu:control("POST", "/_emulator/faults", { method = "PUT", path = "/v1/installations/" .. ICFG .. "/resources/res_02",
+        status = 409, error = { code = "conflict", message = "busy" } })
+      local code, out, err = run({ "sync", file(bodies(1, 3)) }, { env = env })
+      assert.equals(1, code)
+      assert.equals("imported 2, deleted 0, failed 1\n", out)
+      assert.truthy(err:find("failed to import res_02: http error", 1, true), err)
+      assert.truthy(err:find("[conflict]", 1, true), err)
+      assert.same({ "res_01", "res_03" }, partner_ids())
+    end)
+
+    it("--json: one object with counts, ids and failures", function()
+      seed(bodies(9, 9))
+      emu:control("POST", "/_emulator/faults", { method = "PUT", path = ".*/res_01", status = 400,
+        error = { code = "bad_request", message = "no" } })
+      local code, out = run({ "--json", "sync", file(bodies(1, 2)), "--prune" }, { env = env })
+      assert.equals(1, code)
+      local v = cjson.decode(out)
+      assert.same({ false, false, 1, 1, 1 }, { v.ok, v.dry_run, v.imported, v.deleted, v.failed })
+      assert.same({ "res_02" }, v.imports)
+      assert.same({ "res_09" }, v.deletes)
+      assert.equals("res_01", v.failures[1].id)
+      assert.equals("import", v.failures[1].op)
+      assert.equals(400, v.failures[1].error.status)
+      assert.equals("bad_request", v.failures[1].error.code)
+      -- Empty lists are arrays, not objects.
+      code, out = run({ "--json", "sync", file(bodies(1, 1)) }, { env = env })
+      assert.equals(0, code)
+      assert.truthy(out:find('"deletes":[]', 1, true), out)
+      assert.truthy(out:find('"failures":[]', 1, true), out)
+    end)
+  end)
+
+  describe("one resource", function()
+    it("import, update, get, list, secrets, delete", function()
+      local b = body(1)
+      b.id = nil
+      local code, out, err = run({ "import", "res_01", file(b) }, { env = env })
+      assert.equals(0, code, err)
+      assert.equals("imported res_01: db-1\n", out)
+      code, out = run({ "update", "res_01", "-" }, { env = env, stdin = '{"status":"suspended"}' })
+      assert.equals(0, code)
+      assert.equals("suspended", emu:record(ICFG, "res_01").status)
+      code, out = run({ "get", "res_01" }, { env = env })
+      assert.equals(0, code)
+      assert.truthy(out:find("status%s+suspended"), out)
+      code, out = run({ "list" }, { env = env })
+      assert.equals(0, code)
+      assert.truthy(out:find("^res_01%s+suspended%s+db%-1\n$"), out)
+      code, out = run({ "secrets", "res_01", file({ { name = "URL", value = "postgres://secret" } }) }, { env = env })
+      assert.equals(0, code)
+      assert.is_nil(out:find("postgres://", 1, true))
+      assert.equals("postgres://secret", emu:record(ICFG, "res_01").secrets[1].value)
+      code = run({ "secrets", "res_01", file({ { name = "PW", value = "p" } }), "--partial" }, { env = env })
+      assert.equals(0, code)
+      assert.equals(2, #emu:record(ICFG, "res_01").secrets)
+      code, out = run({ "delete", "res_01" }, { env = env })
+      assert.equals(0, code)
+      assert.equals("deleted res_01\n", out)
+      assert.same({}, partner_ids())
+    end)
+
+    it("--json output decodes; an empty list is []", function()
+      local code, out = run({ "list", "--json" }, { env = env })
+      assert.equals(0, code)
+      assert.equals('{"ok":true,"resources":[]}\n', out)
+      seed({ body(1) })
+      code, out = run({ "get", "res_01", "--json" }, { env = env })
+      assert.equals(0, code)
+      local v = cjson.decode(out)
+      assert.is_true(v.ok)
+      assert.equals("res_01", v.resource.id)
+      code, out = run({ "--json", "get", "nope" }, { env = env })
+      assert.equals(1, code)
+      v = cjson.decode(out)
+      assert.is_false(v.ok)
+      assert.same({ "http", 404, "not_found" }, { v.error.kind, v.error.status, v.error.code })
+      assert.truthy(v.error.request_id)
+    end)
+
+    it("a server failure exits 1", function()
+      emu:control("POST", "/_emulator/faults", { method = "GET", status = 500, count = 3 })
+      local code, _, err = run({ "get", "res_01" }, { env = env })
+      assert.equals(1, code)
+      assert.truthy(err:find("500", 1, true), err)
+      local port = helper.closed_port()
+      code, _, err = run({ "list", "--base-url", "http://127.0.0.1:" .. port }, { env = env })
+      assert.equals(1, code)
+      assert.truthy(err:find("transport error", 1, true), err)
+    end)
+
+    it("an invalid body exits 2 and sends nothing", function()
+      local code, out, err = run({ "import", "res_01", file({ name = 42, zz = true }) }, { env = env })
+      assert.equals(2, code)
+      assert.equals("", out)
+      assert.truthy(err:find("productId: is required", 1, true), err)
+      assert.truthy(err:find("name: expected string, got number", 1, true), err)
+      code = run({ "get", ".." }, { env = env })
+      assert.equals(2, code)
+      assert.equals(0, #emu:requests())
+    end)
+  end)
+
+  describe("settings", function()
+    it("falls back on VERCEL_* and lets options override them", function()
+      seed({ body(1) })
+      local code, out = run({ "list" }, { env = env })
+      assert.equals(0, code)
+      assert.truthy(out:find("res_01", 1, true))
+      -- Options before or after the command beat the environment.
+      local wrong = { VERCEL_API_URL = "http://127.0.0.1:" .. helper.closed_port(), VERCEL_TOKEN = "wrong-token-xxxxxxxx",
+        VERCEL_INSTALLATION_ID = "icfg_other" }
+      code, out = run({ "--base-url", emu.url, "list", "--token=" .. TOKEN, "--installation", ICFG }, { env = wrong })
+      assert.equals(0, code)
+      assert.truthy(out:find("res_01", 1, true))
+      local requests = emu:requests()
+      assert.equals("/v1/installations/icfg_cli/resources", requests[#requests].path)
+      assert.equals("Bearer " .. TOKEN, requests[#requests].headers.authorization)
+    end)
+
+    it("a missing token or installation is a usage error, nothing sent", function()
+      local code, _, err = run({ "list" }, { env = { VERCEL_API_URL = emu.url, VERCEL_INSTALLATION_ID = ICFG } })
+      assert.equals(2, code)
+      assert.truthy(err:find("no token", 1, true))
+      code, _, err = run({ "list" }, { env = { VERCEL_API_URL = emu.url, VERCEL_TOKEN = TOKEN } })
+      assert.equals(2, code)
+      assert.truthy(err:find("no installation", 1, true))
+      assert.equals(0, #emu:requests())
+    end)
+
+    it("validate works offline, without a token", function()
+      local code, out = run({ "validate", "import", file(body(1)) })
+      assert.equals(2, code)             -- `id` is not an Import body field
+      code, out = run({ "validate", "import", file(bodies(1, 3)) })
+      assert.equals(0, code)
+      assert.equals("valid: 3 import bodies\n", out)
+      code, out = run({ "validate", "update", "-", "--json" }, { stdin = '{"notification":"","bogus":1}' })
+      assert.equals(2, code)
+      local v = cjson.decode(out)
+      assert.same({ { path = "bogus", message = "unknown field" } }, v.error.errors)
+      assert.equals(0, #emu:requests())
+    end)
+
+    it("usage errors exit 2", function()
+      for _, args in ipairs({ {}, { "frobnicate" }, { "get" }, { "get", "a", "b" }, { "list", "--prune" },
+        { "sync", "x.json", "--concurrency", "0" }, { "validate", "secrets", "x" }, { "list", "--bogus" },
+        { "list", "--token" } }) do
+        local code, out, err = run(args, { env = env })
+        assert.equals(2, code, table.concat(args, " "))
+        assert.equals("", out)
+        assert.truthy(err:find("^vercel%-marketplace: "), err)
+      end
+      assert.equals(0, #emu:requests())
+    end)
+
+    it("never prints the token, even on failures", function()
+      local port = helper.closed_port()
+      local path = file(bodies(1, 2))
+      emu:control("POST", "/_emulator/faults", { status = 400, count = 2,
+        error = { code = "bad_request", message = "token " .. TOKEN .. " echoed by a server" } })
+      local runs = {
+        { { "sync", path, "--json" }, env },
+        { { "get", "x", "--json", "--token", TOKEN }, env },
+        { { "list", "--base-url", "http://127.0.0.1:" .. port }, env },
+        { { "list", "--json", "--base-url", "http://127.0.0.1:" .. port }, env },
+        { { "list", "--token", TOKEN, "--base-url", "ftp://nowhere" }, env },
+        { { "list", "--token", TOKEN, "--installation", "" }, env },
+        { { "list", TOKEN }, env },
+        { { "import", "x", path, "--json" }, env },
+        { { "--help" }, env },
+        { { "sync", "--help" }, env },
+        { { "list", "--json" }, { VERCEL_API_URL = emu.url, VERCEL_TOKEN = TOKEN .. "x", VERCEL_INSTALLATION_ID = "i" } },
+      }
+      for _, r in ipairs(runs) do
+        local code, out, err = run(r[1], { env = r[2] })
+        assert.is_number(code)
+        assert.is_nil((out .. err):find(TOKEN, 1, true), table.concat(r[1], " ") .. "\n" .. out .. err)
+      end
+    end)
+  end)
+
+  describe("help", function()
+    local commands = { "import", "update", "get", "list", "delete", "secrets", "validate", "sync", "help" }
+
+    it("--help and help COMMAND for every command", function()
+      for _, name in ipairs(commands) do
+        local code, out, err = run({ name, "--help" })
+        assert.equals(0, code, name .. ": " .. err)
+        assert.truthy(out:find("Usage: vercel-marketplace " .. name, 1, true), out)
+        assert.truthy(out:find("--installation", 1, true), name)
+        local code2, out2 = run({ "help", name })
+        assert.equals(0, code2)
+        assert.equals(out, out2)
+      end
+      local code, out = run({ "--help" })
+      assert.equals(0, code)
+      for _, name in ipairs(commands) do assert.truthy(out:find("\n  " .. name .. " ", 1, true), name) end
+      code, out = run({ "help" })
+      assert.equals(0, code)
+    end)
+  end)
+
+  describe("progress", function()
+    -- In process: a terminal cannot be faked for a subprocess.
+    local cli = require "vercel.marketplace.cli"
+
+    local function sink()
+      local s = { text = "" }
+      function s:write(...) for _, x in ipairs({ ... }) do self.text = self.text .. x end return self end
+      return s
+    end
+
+    it("draws a bar on stderr when it is a terminal", function()
+      local out, err = sink(), sink()
+      local path = file(bodies(1, 4))
+      local function getenv(name) return env[name] end
+      local code = cli.main({ "sync", path }, { stdout = out, stderr = err, getenv = getenv, isatty = true })
+      assert.equals(0, code, err.text)
+      assert.truthy(err.text:find("%[#+%] 4/4\n"), err.text)
+      assert.equals("imported 4, deleted 0, failed 0\n", out.text)
+    end)
+  end)
+end)
