@@ -46,10 +46,10 @@ build = {
   type = "builtin",
   modules = {
     ["vercel.marketplace.core"] = core_module(),
-    -- The same core for the emulator's LuaJIT (nginx); the launcher finds it
-    -- here and LuaJIT loads it as vercel.marketplace.core.  Needs LuaJIT's
-    -- headers (Debian: libluajit2-5.1-dev).
-    ["vercel.marketplace.emulator.luajit.vercel.marketplace.core"] = core_module("MP_LUAJIT_HEADERS"),
+    -- The same core for nginx's LuaJIT (the emulator, OpenResty handlers): in
+    -- lib/lua/5.x/vercel/marketplace/luajit/, where LuaJIT loads it as
+    -- vercel.marketplace.core.  Needs LuaJIT's headers (libluajit2-5.1-dev).
+    ["vercel.marketplace.luajit.vercel.marketplace.core"] = core_module("MP_LUAJIT_HEADERS"),
     ["vercel.marketplace"] = "lua/vercel/marketplace.lua",
     ["vercel.marketplace.error"] = "lua/vercel/marketplace/error.lua",
     ["vercel.marketplace.response"] = "lua/vercel/marketplace/response.lua",
@@ -58,6 +58,7 @@ build = {
     ["vercel.marketplace.transport"] = "lua/vercel/marketplace/transport.lua",
     ["vercel.marketplace.batch"] = "lua/vercel/marketplace/batch.lua",
     ["vercel.marketplace.cli"] = "lua/vercel/marketplace/cli.lua",
+    ["vercel.marketplace.cosocket"] = "lua/vercel/marketplace/cosocket.lua",
     -- The emulator's handlers, loaded by nginx (LuaJIT) from the launcher.
     ["vercel.marketplace.emulator"] = "lua/vercel/marketplace/emulator/init.lua",
     ["vercel.marketplace.emulator.api"] = "lua/vercel/marketplace/emulator/api.lua",

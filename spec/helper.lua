@@ -32,7 +32,7 @@ helper.shell_quote = q
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -47,9 +47,28 @@ end
 -- Run a shell command; its stdout.
 local function capture(cmd)
   local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return out
+end
+
+-- os.execute(cmd) -> true or nil, on every version: Lua 5.1 and LuaJIT
+-- (without 5.2 compat) return the raw wait status, 0 for success.
+function helper.execute(cmd)
+  local ok = os.execute(cmd)
+  if ok == true or ok == 0 then return true end
+  return nil
+end
+local execute = helper.execute
+
+-- helper.popen_run(cmd) -> ok, output: stdout of `cmd` and whether it exited
+-- 0. The exit status is echoed after the output, because Lua 5.1's and
+-- LuaJIT's close of a popen file does not report it.
+function helper.popen_run(cmd)
+  local out = capture("( " .. cmd .. " ); echo \"<exit $?>\"")
+  local text, code = out:match("^(.*)<exit (%d+)>\n?$")
+  if not text then return false, out end
+  return code == "0", text
 end
 
 function helper.sleep(seconds)
@@ -221,25 +240,28 @@ function helper.closed_port()
   for _ = 1, 50 do
     local port = math.random(20000, 60000)
     local probe = "bash -c 'exec 3<>/dev/tcp/127.0.0.1/" .. port .. "' 2>/dev/null"
-    if not os.execute(probe) then return port end
+    if not execute(probe) then return port end
   end
   error("no closed port found in 50 tries")
 end
 
--- helper.run_lua(code, env?) -> ok, output: run `code` in a fresh lua5.4
--- (LUA_PATH and LUA_CPATH inherited) with extra environment variables;
--- output is stdout and stderr together. Bounded to 60 s.
+-- The interpreter running the suite (lua5.4, lua5.3, lua5.1 or luajit):
+-- LUA_CPATH points at the core built for it and for no other.
+helper.lua_bin = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+
+-- helper.run_lua(code, env?) -> ok, output: run `code` in a fresh
+-- interpreter of the suite's own version (LUA_PATH and LUA_CPATH inherited)
+-- with extra environment variables; output is stdout and stderr together.
+-- Bounded to 60 s.
 function helper.run_lua(code, env)
   local file = os.tmpname()
   write_file(file, code)
   local vars = {}
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
-  local cmd = "env " .. table.concat(vars, " ") .. " timeout 60 lua5.4 " .. q(file) .. " 2>&1"
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  local ok = p:close()
+  local cmd = "env " .. table.concat(vars, " ") .. " timeout 60 " .. helper.lua_bin .. " " .. q(file) .. " 2>&1"
+  local ok, out = helper.popen_run(cmd)
   os.remove(file)
-  return ok == true, out
+  return ok, out
 end
 
 -- helper.make_certificate() -> {cert = path, key = path, remove = fn}: a
@@ -248,14 +270,166 @@ end
 function helper.make_certificate()
   local dir = os.tmpname()
   os.remove(dir)
-  assert(os.execute("mkdir -m 700 " .. q(dir)))
+  assert(execute("mkdir -m 700 " .. q(dir)))
   local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
   local cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost"
       .. " -addext subjectAltName=DNS:localhost -keyout " .. q(key) .. " -out " .. q(cert)
       .. " >/dev/null 2>&1"
-  assert(os.execute(cmd), "openssl could not make a certificate")
+  assert(execute(cmd), "openssl could not make a certificate")
   return { cert = cert, key = key, dir = dir,
            remove = function() os.execute("rm -rf " .. q(dir)) end }
+end
+
+-- nginx ---------------------------------------------------------------------
+
+-- The directory holding ngx_http_lua_module.so, looked for as the emulator
+-- launcher does.
+local function nginx_modules()
+  for _, d in ipairs({ os.getenv("VERCEL_MARKETPLACE_NGINX_MODULES") or "", "/usr/share/nginx/modules",
+                       "/usr/lib/nginx/modules" }) do
+    if d ~= "" and read_file(d .. "/ngx_http_lua_module.so") then return d end
+  end
+  error("ngx_http_lua_module.so not found (set VERCEL_MARKETPLACE_NGINX_MODULES)")
+end
+
+-- Does something accept connections on 127.0.0.1:port?
+local function listening(port)
+  return execute("bash -c 'exec 3<>/dev/tcp/127.0.0.1/" .. math.floor(port) .. "' 2>/dev/null") == true
+end
+
+local Nginx = {}
+Nginx.__index = Nginx
+
+function Nginx:error_log() return read_file(self.prefix .. "/error.log") or "" end
+
+-- nginx:stop(): TERM, wait up to ~5 s, then KILL; the prefix is removed.
+function Nginx:stop()
+  if self.stopped then return end
+  self.stopped = true
+  execute("kill -TERM " .. self.pid .. " 2>/dev/null")
+  for _ = 1, 100 do
+    if not helper.alive(self.pid) then break end
+    helper.sleep(0.05)
+  end
+  if helper.alive(self.pid) then execute("kill -KILL " .. self.pid .. " 2>/dev/null") end
+  execute("rm -rf " .. q(self.prefix))
+end
+
+-- helper.start_nginx(http_body, opts?) -> {url, port, pid, prefix, stop,
+-- error_log}: one nginx (one process, no daemon) in a fresh temporary prefix,
+-- with lua-nginx-module loaded, lua_package_path on the repository's lua/
+-- (plus opts.lua_path, a directory of extra modules) and lua_package_cpath on
+-- the LuaJIT build of the core. `http_body` goes inside `http { }`; in it
+-- `@PORT@` becomes the port picked and `@PREFIX@` the prefix. opts.env: names
+-- of environment variables nginx passes to Lua (`env` directives), with
+-- opts.env_values = {NAME = value} set for it. Bounded: 10 ports, ~5 s each.
+function helper.start_nginx(http_body, opts)
+  opts = opts or {}
+  local prefix = os.tmpname()
+  os.remove(prefix)
+  assert(execute("mkdir -m 700 " .. q(prefix) .. " && mkdir " .. q(prefix .. "/tmp")))
+  local modules = nginx_modules()
+  local cpath = os.getenv("VERCEL_MARKETPLACE_LUAJIT_CPATH") or (helper.root .. "/build/luajit/?.so")
+  local lua_path = helper.root .. "/lua/?.lua;" .. helper.root .. "/lua/?/init.lua;"
+  if opts.lua_path then lua_path = opts.lua_path .. "/?.lua;" .. lua_path end
+  local envs = {}
+  for _, name in ipairs(opts.env or {}) do envs[#envs + 1] = "env " .. name .. ";" end
+  local vars = {}
+  for k, v in pairs(opts.env_values or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+  for _ = 1, 10 do
+    local port = math.random(20000, 60000)
+    local conf = table.concat({
+      "load_module " .. modules .. "/ndk_http_module.so;",
+      "load_module " .. modules .. "/ngx_http_lua_module.so;",
+      "master_process off;", "worker_processes 1;", "daemon off;",
+      "pid " .. prefix .. "/nginx.pid;", "error_log " .. prefix .. "/error.log info;",
+      table.concat(envs, "\n"),
+      "events { worker_connections 256; }",
+      "http {",
+      "  access_log off;",
+      "  client_body_temp_path " .. prefix .. "/tmp/body;",
+      "  proxy_temp_path " .. prefix .. "/tmp/proxy;",
+      "  fastcgi_temp_path " .. prefix .. "/tmp/fastcgi;",
+      "  uwsgi_temp_path " .. prefix .. "/tmp/uwsgi;",
+      "  scgi_temp_path " .. prefix .. "/tmp/scgi;",
+      "  lua_package_path '" .. lua_path .. ";';",
+      "  lua_package_cpath '" .. cpath .. ";;';",
+      (http_body:gsub("@PORT@", tostring(port)):gsub("@PREFIX@", (prefix:gsub("%%", "%%%%")))),
+      "}", "" }, "\n")
+    write_file(prefix .. "/nginx.conf", conf)
+    os.remove(prefix .. "/error.log")
+    local inner = "exec env -u LUA_PATH -u LUA_CPATH -u LUA_INIT " .. table.concat(vars, " ")
+        .. " " .. q(os.getenv("VERCEL_MARKETPLACE_NGINX") or "nginx") .. " -e " .. q(prefix .. "/error.log") .. " -p " .. q(prefix .. "/") .. " -c nginx.conf"
+        .. " >" .. q(prefix .. "/stdout") .. " 2>&1 </dev/null"
+    local pid = tonumber(capture("sh -c " .. q(inner .. " & echo $!")))
+    assert(pid, "could not start nginx")
+    local self = setmetatable({ pid = pid, port = port, prefix = prefix,
+                                url = "http://127.0.0.1:" .. port }, Nginx)
+    -- nginx writes its pid file only once it holds the port (init_by_lua
+    -- runs before that), so a listener without our pid file is not ours.
+    for _ = 1, 100 do                               -- about 5 s
+      if not helper.alive(pid) then break end
+      if tonumber(read_file(prefix .. "/nginx.pid") or "") == pid and listening(port) then return self end
+      helper.sleep(0.05)
+    end
+    local log = self:error_log() .. (read_file(prefix .. "/stdout") or "")
+    if helper.alive(pid) then execute("kill -KILL " .. pid .. " 2>/dev/null") end
+    if not log:find("Address already in use", 1, true) then
+      execute("rm -rf " .. q(prefix))
+      error("nginx did not start:\n" .. log, 2)
+    end
+  end
+  execute("rm -rf " .. q(prefix))
+  error("nginx did not start on any of 10 random ports", 2)
+end
+
+-- DNS for nginx's `resolver`: a stub on 127.0.0.1 answering every A query
+-- with 127.0.0.1 (and no address for other types), so that a host name like
+-- `localhost` -- which a test certificate names -- resolves inside nginx.
+-- perl-base is part of every Debian system; the stub exits after 10 minutes.
+local DNS_STUB = [[
+use strict; use IO::Socket::INET;
+my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'udp') or die "socket: $!";
+$| = 1; print "port ", $s->sockport, "\n";
+my $end = time + 600;
+while (time < $end) {
+  my $rin = ''; vec($rin, fileno($s), 1) = 1;
+  next unless select(my $rout = $rin, undef, undef, 1);
+  my $q; my $peer = $s->recv($q, 512); next unless defined $peer && length($q) > 12;
+  my $o = 12; while ($o < length $q) { my $l = ord substr($q, $o, 1); $o += 1 + $l; last unless $l; }
+  next if $o + 4 > length $q;
+  my $qtype = unpack 'n', substr($q, $o, 2);
+  my $an = $qtype == 1 ? 1 : 0;
+  my $r = pack('n6', unpack('n', $q), 0x8180, 1, $an, 0, 0) . substr($q, 12, $o + 4 - 12);
+  $r .= pack('n3Nn', 0xC00C, 1, 1, 60, 4) . pack('C4', 127, 0, 0, 1) if $an;
+  $s->send($r, 0, $peer);
+}
+]]
+
+-- helper.start_dns() -> {port, pid, stop}
+function helper.start_dns()
+  local script, out = os.tmpname(), os.tmpname()
+  write_file(script, DNS_STUB)
+  local pid = tonumber(capture("sh -c " .. q("exec perl " .. q(script) .. " >" .. q(out) .. " 2>&1 </dev/null & echo $!")))
+  assert(pid, "could not start the DNS stub")
+  local dns = { pid = pid }
+  function dns.stop()
+    execute("kill -TERM " .. pid .. " 2>/dev/null")
+    os.remove(script)
+    os.remove(out)
+  end
+  for _ = 1, 100 do
+    local port = (read_file(out) or ""):match("port (%d+)")
+    if port then
+      dns.port = tonumber(port)
+      return dns
+    end
+    if not helper.alive(pid) then break end
+    helper.sleep(0.05)
+  end
+  local why = read_file(out) or ""
+  dns.stop()
+  error("DNS stub did not start: " .. why, 2)
 end
 
 return helper

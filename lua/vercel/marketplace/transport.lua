@@ -3,15 +3,66 @@
 -- `open(settings)` returns a session, whose `perform(method, url, body)`
 -- answers `status, body, meta` or `nil, kind, message, retryable` (see
 -- csrc/transport.c), and the `sleep(seconds)` the retry loop waits with.
+--
+-- Outside nginx every request goes through the libcurl session.  Inside
+-- nginx the choice is made per request, from `ngx.get_phase()`: where a
+-- request may yield (rewrite, access, content, timer) it goes over a
+-- cosocket (vercel.marketplace.cosocket) and retries wait with `ngx.sleep`;
+-- elsewhere (init, init_worker, set, header_filter, body_filter, log,
+-- balancer...) cosockets are unavailable, so the libcurl session is used and
+-- blocks the worker for the length of the call.  An installation made in
+-- `init_by_lua` and used in `content_by_lua` therefore uses both.
 -- @module vercel.marketplace.transport
 local core = require "vercel.marketplace.core"
 
 local M = {}
 
+local ngx = ngx -- luacheck: ignore (nil outside nginx)
+
+-- Inside nginx, the requests of a yieldable phase do not use ca_file or
+-- ca_path: cosockets trust nginx's lua_ssl_trusted_certificate only.  We
+-- refuse them rather than verify against something else than was asked.
+local function check_nginx_settings(settings)
+  for _, k in ipairs({ "ca_file", "ca_path" }) do
+    if settings[k] ~= nil then
+      error(("option '%s' does not apply inside nginx: set lua_ssl_trusted_certificate instead"):format(k), 4)
+    end
+  end
+end
+
+local Switch = { __name = "vercel.marketplace.transport" }
+Switch.__index = Switch
+
+function Switch:perform(method, url, body)
+  if self.cosocket.yieldable() then return self.nonblocking:perform(method, url, body) end
+  return self.blocking:perform(method, url, body)
+end
+
+function Switch:close()
+  self.blocking:close()
+  self.nonblocking:close()
+end
+
+function Switch:__tostring()
+  return tostring(self.blocking)
+end
+
 --- Open a session for `settings` (token, timeout, connect_timeout,
--- max_response_size, ca_file, ca_path, user_agent).
+-- max_response_size, ca_file, ca_path, user_agent).  Misuse raises.
 function M.open(settings)
-  return core.session(settings), core.sleep
+  -- The C session checks every setting (a header value with CR, LF or NUL
+  -- raises) for both transports, and serves the phases that cannot yield.
+  if not (ngx and ngx.get_phase) then return core.session(settings), core.sleep end
+  check_nginx_settings(settings)
+  local blocking = core.session(settings)
+  local cosocket = require "vercel.marketplace.cosocket"
+  local s = setmetatable({ blocking = blocking, nonblocking = cosocket.session(settings), cosocket = cosocket },
+    Switch)
+  local function sleep(seconds)
+    if cosocket.yieldable() then return ngx.sleep(seconds) end
+    return core.sleep(seconds)
+  end
+  return s, sleep
 end
 
 return M

@@ -1,0 +1,484 @@
+-- Inside nginx: an "app" nginx of our own (one worker) whose handlers use the
+-- client against the emulator.  Where a request may yield the client goes
+-- over cosockets (two slow calls overlap), where it cannot (init_by_lua) it
+-- falls back to libcurl, and either way callers see the same results and
+-- the same error fields as the libcurl path in this process.
+local helper = require "helper"
+local cjson = require "cjson"
+local marketplace = require "vercel.marketplace"
+
+local TOKEN = "app-token"
+local ICFG = "icfg_app"
+local UA = "openresty-spec/1"
+local BODY = { productId = "p", name = "n", status = "ready" }
+local unpack = table.unpack or unpack -- luacheck: ignore (Lua 5.1 and LuaJIT)
+
+-- The app's handlers: POST /call with a JSON call {opts, op, args, shared}
+-- runs one operation and answers {out, err, phase}; /raw drives a transport
+-- session directly; /init answers what init_by_lua saw; /timer runs a call
+-- in a timer.  Errors travel as plain tables.
+local APP = [==[
+local cjson = require "cjson"
+local marketplace = require "vercel.marketplace"
+local transport = require "vercel.marketplace.transport"
+
+local M = {}
+
+local function plain(err)
+  if not err then return nil end
+  local t = {}
+  for k, v in pairs(err) do t[k] = v end
+  return t
+end
+
+local function open(conf, opts)
+  local o = { token = conf.token, base_url = conf.url, user_agent = conf.ua, retries = 0 }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return marketplace.installation(conf.icfg, o)
+end
+
+-- init_by_lua: cosockets are unavailable here, so this import goes through
+-- libcurl; the installation is kept and used again by content handlers.
+function M.init(conf)
+  M.conf = conf
+  M.shared = open(conf, { retries = 2 })
+  local out, err = M.shared:import("init_1", { productId = "p", name = "from-init", status = "ready" })
+  M.init_result = { out = out, err = plain(err), phase = ngx.get_phase() }
+  local ok, why = pcall(open, conf, { ca_file = "/etc/ssl/certs/ca-certificates.crt" })
+  M.init_result.ca_file_refused = not ok and tostring(why) or false
+end
+
+local function reply(v)
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(v))
+end
+
+local function run(call)
+  local inst = call.shared and M.shared or open(M.conf, call.opts)
+  local out, err = inst[call.op](inst, unpack(call.args or {}))
+  return { out = out, err = plain(err), phase = ngx.get_phase() }
+end
+
+function M.call()
+  ngx.req.read_body()
+  reply(run(cjson.decode(ngx.req.get_body_data())))
+end
+
+-- {settings, requests = {{method, url, body}...}} -> the raw results.
+function M.raw()
+  ngx.req.read_body()
+  local spec = cjson.decode(ngx.req.get_body_data())
+  local settings = spec.settings
+  settings.token = M.conf.token
+  local session = transport.open(settings)
+  local results = {}
+  for i, r in ipairs(spec.requests) do
+    local a, b, c, d = session:perform(r[1], r[2], r[3])
+    results[i] = { a or cjson.null, b, c, d == nil and cjson.null or d }
+  end
+  session:close()
+  reply(results)
+end
+
+function M.init_answer() reply(M.init_result) end
+
+-- A call from a timer (a phase that yields too), awaited boundedly.
+function M.timer()
+  ngx.req.read_body()
+  local call, result = cjson.decode(ngx.req.get_body_data()), nil
+  assert(ngx.timer.at(0, function() result = run(call) end))
+  for _ = 1, 100 do
+    if result then break end
+    ngx.sleep(0.05)
+  end
+  reply(result or { timer = "no result" })
+end
+
+return M
+]==]
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+-- The app's http {} body: the content handlers, TLS trust and a resolver.
+local function app_conf(conf, cert, dns_port)
+  return ([[
+  lua_ssl_trusted_certificate %s;
+  lua_ssl_verify_depth 2;
+  resolver 127.0.0.1:%d ipv6=off;
+  lua_socket_log_errors off;
+  init_by_lua_block { require("app").init(require("cjson").decode(%q)) }
+  server {
+    listen 127.0.0.1:@PORT@;
+    location = /call { content_by_lua_block { require("app").call() } }
+    location = /raw { content_by_lua_block { require("app").raw() } }
+    location = /init { content_by_lua_block { require("app").init_answer() } }
+    location = /timer { content_by_lua_block { require("app").timer() } }
+  }
+]]):format(cert, dns_port, cjson.encode(conf))
+end
+
+-- Error fields a caller matches on.  The message of a transport or timeout
+-- error is the transport's own words (libcurl's or ours), and request ids
+-- differ per request: for those only the presence must match.
+local function comparable(err)
+  if type(err) ~= "table" then return err end
+  local t = {}
+  for k, v in pairs(err) do t[k] = v end
+  if t.kind == "transport" or t.kind == "timeout" then t.message = type(t.message) end
+  t.request_id = t.request_id and "present"
+  -- An HTTP-date has whole seconds: the two runs may straddle one.
+  if t.retry_after then t.retry_after = math.floor(t.retry_after / 5 + 0.5) * 5 end
+  return t
+end
+
+describe("inside nginx", function()
+  local emu, tls, untrusted, cert, other_cert, dns, app, tmp
+
+  lazy_setup(function()
+    cert, other_cert = helper.make_certificate(), helper.make_certificate()
+    emu = helper.start_emulator({ token = TOKEN })
+    tls = helper.start_emulator({ token = TOKEN, tls_cert = cert.cert, tls_key = cert.key })
+    untrusted = helper.start_emulator({ token = TOKEN, tls_cert = other_cert.cert, tls_key = other_cert.key })
+    dns = helper.start_dns()
+    tmp = os.tmpname()
+    os.remove(tmp)
+    assert(helper.execute("mkdir -m 700 " .. helper.shell_quote(tmp)))
+    write(tmp .. "/app.lua", APP)
+    app = helper.start_nginx(app_conf({ url = emu.url, token = TOKEN, icfg = ICFG, ua = UA }, cert.cert, dns.port),
+      { lua_path = tmp })
+  end)
+
+  lazy_teardown(function()
+    for _, s in ipairs({ app, emu, tls, untrusted }) do
+      if s then s:stop() end
+    end
+    if dns then dns.stop() end
+    for _, c in ipairs({ cert, other_cert }) do c.remove() end
+    if tmp then helper.execute("rm -rf " .. helper.shell_quote(tmp)) end
+  end)
+
+  before_each(function()
+    for _, e in ipairs({ emu, tls, untrusted }) do e:reset() end
+  end)
+
+  local function fault(e, f)
+    assert.equals(201, (e:control("POST", "/_emulator/faults", f)))
+  end
+
+  -- One operation through the app: out, err, phase.
+  local function in_nginx(call, path)
+    local status, body = helper.http("POST", app.url .. (path or "/call"), { body = cjson.encode(call), timeout = 20 })
+    assert.equals(200, status, tostring(body) .. "\n" .. app:error_log())
+    local v = cjson.decode(body)
+    return v.out, v.err, v.phase
+  end
+
+  -- The same operation here, through libcurl.
+  local function in_process(call)
+    local o = { token = TOKEN, base_url = emu.url, user_agent = UA, retries = 0 }
+    for k, v in pairs(call.opts or {}) do o[k] = v end
+    local inst = marketplace.installation(ICFG, o)
+    local out, err = inst[call.op](inst, unpack(call.args or {}))
+    inst:close()
+    return out, err
+  end
+
+  describe("cosockets", function()
+    it("do not block the worker: two slow imports overlap", function()
+      fault(emu, { delay = 1, count = 2 })
+      local outs = {}
+      for i = 1, 2 do outs[i] = os.tmpname() end
+      local function curl(i)
+        local call = cjson.encode({ shared = true, op = "import", args = { "c" .. i, BODY } })
+        return "curl -s --max-time 10 -o " .. helper.shell_quote(outs[i]) .. " -H 'Content-Type: application/json'"
+          .. " --data-binary " .. helper.shell_quote(call) .. " " .. helper.shell_quote(app.url .. "/call") .. " &"
+      end
+      local started = helper.now()
+      assert(helper.execute(curl(1) .. " " .. curl(2) .. " wait"))
+      local elapsed = helper.now() - started
+      for i = 1, 2 do
+        local v = cjson.decode(helper.read_file(outs[i]))
+        os.remove(outs[i])
+        assert.same({ name = "n" }, v.out)
+        assert.equals("content", v.phase)
+      end
+      assert.is_true(elapsed >= 1, "the emulator answered after 1 s")
+      assert.is_true(elapsed < 1.8, ("two 1 s calls took %.2f s: they did not overlap"):format(elapsed))
+      assert.equals(2, #emu:requests())
+    end)
+
+    it("run in a timer too", function()
+      local out, err, phase = in_nginx({ op = "import", args = { "t1", BODY } }, "/timer")
+      assert.is_nil(err)
+      assert.same({ name = "n" }, out)
+      assert.equals("timer", phase)
+    end)
+
+    it("keep the connection alive across requests (one pool per origin)", function()
+      for i = 1, 3 do assert.truthy((in_nginx({ op = "import", args = { "k" .. i, BODY } }))) end
+      local reqs = emu:requests()
+      assert.equals(3, #reqs)
+      for i = 2, 3 do
+        assert.equals(reqs[1].connection, reqs[i].connection)
+        assert.equals(reqs[1].connection_requests + i - 1, reqs[i].connection_requests)
+      end
+    end)
+
+    it("send the same request headers as libcurl", function()
+      in_process({ op = "import", args = { "h1", BODY } })
+      in_nginx({ op = "import", args = { "h1", BODY } })
+      in_process({ op = "get", args = { "h1" } })
+      in_nginx({ op = "get", args = { "h1" } })
+      local reqs = emu:requests()
+      assert.equals(4, #reqs)
+      assert.same(reqs[1].headers, reqs[2].headers)
+      assert.same(reqs[3].headers, reqs[4].headers)
+      assert.same(reqs[1].body, reqs[2].body)
+      assert.equals("Bearer " .. TOKEN, reqs[2].headers.authorization)
+      assert.is_nil(reqs[4].headers["content-type"])
+    end)
+
+    it("answer with the session contract of libcurl: status, body, meta", function()
+      local url = emu.url .. "/v1/installations/" .. ICFG .. "/resources"
+      fault(emu, { method = "GET", status = 429, retry_after = 3, count = 1 })
+      local spec = { settings = { user_agent = UA, timeout = 5 }, requests = { { "GET", url }, { "GET", url } } }
+      local status, body = helper.http("POST", app.url .. "/raw", { body = cjson.encode(spec) })
+      assert.equals(200, status, body)
+      local got = cjson.decode(body)
+      -- libcurl, for the same answers:
+      fault(emu, { method = "GET", status = 429, retry_after = 3, count = 1 })
+      local s = require("vercel.marketplace.core").session({ token = TOKEN, user_agent = UA })
+      local a1, b1, m1 = s:perform("GET", url)
+      local a2, b2, m2 = s:perform("GET", url)
+      s:close()
+      local function keys(t)
+        local k = {}
+        for name in pairs(t) do k[#k + 1] = name end
+        table.sort(k)
+        return table.concat(k, " ")
+      end
+      assert.equals("content_type request_id retry_after reused", keys(got[1][3]))
+      assert.equals(keys(m1), keys(got[1][3]))
+      assert.equals(keys(m2), keys(got[2][3]))
+      assert.same({ 429, b1, 3 }, { got[1][1], got[1][2], got[1][3].retry_after })
+      assert.equals(3, m1.retry_after)
+      assert.is_boolean(got[1][3].reused)   -- the pool may hold a connection already
+      assert.same({ 200, b2, true, m2.content_type }, { got[2][1], got[2][2], got[2][3].reused, got[2][3].content_type })
+      assert.same({ a1, a2, false, true }, { 429, 200, m1.reused, m2.reused })
+    end)
+
+    it("retry a 429 after its Retry-After, with ngx.sleep", function()
+      fault(emu, { method = "PUT", status = 429, retry_after = 1, count = 1 })
+      local started = helper.now()
+      local out, err = in_nginx({ op = "import", args = { "r1", BODY }, opts = { retries = 2 } })
+      assert.is_nil(err)
+      assert.same({ name = "n" }, out)
+      assert.is_true(helper.now() - started >= 1)
+      assert.equals(2, #emu:requests())
+    end)
+
+    it("retry a 5xx", function()
+      fault(emu, { method = "PUT", status = 503, count = 1 })
+      local out, err = in_nginx({ op = "import", args = { "r2", BODY }, opts = { retries = 2, retry_base = 0.05 } })
+      assert.is_nil(err)
+      assert.same({ name = "n" }, out)
+      assert.equals(2, #emu:requests())
+    end)
+
+    it("verify TLS against lua_ssl_trusted_certificate", function()
+      local base = (tls.url:gsub("127%.0%.0%.1", "localhost"))
+      for i = 1, 2 do
+        local out, err = in_nginx({ op = "import", args = { "s" .. i, BODY }, opts = { base_url = base } })
+        assert.is_nil(err)
+        assert.same({ name = "n" }, out)
+      end
+      local reqs = tls:requests()
+      assert.equals(2, #reqs)
+      assert.equals(reqs[1].connection, reqs[2].connection)   -- one handshake, kept alive
+    end)
+
+    it("refuse an untrusted certificate, without retrying", function()
+      local base = (untrusted.url:gsub("127%.0%.0%.1", "localhost"))
+      local out, err = in_nginx({ op = "list", opts = { base_url = base, retries = 2 } })
+      assert.is_nil(out)
+      assert.equals("transport", err.kind)
+      assert.equals(1, err.attempts)
+      assert.matches("certificate", err.message)
+      assert.equals(0, #untrusted:requests())
+    end)
+
+    it("raise for ca_file and ca_path, which cosockets cannot use", function()
+      local _, body = helper.http("GET", app.url .. "/init")
+      local init = cjson.decode(body)
+      assert.matches("ca_file.*lua_ssl_trusted_certificate", init.ca_file_refused)
+    end)
+
+    it("never show the token in errors or nginx's log", function()
+      local _, err = in_nginx({ op = "list", opts = { base_url = "http://127.0.0.1:" .. helper.closed_port() } })
+      assert.equals("transport", err.kind)
+      assert.is_nil(cjson.encode(err):find(TOKEN, 1, true))
+      assert.is_nil(app:error_log():find(TOKEN, 1, true))
+    end)
+  end)
+
+  describe("init_by_lua", function()
+    it("falls back to libcurl; the installation made there then uses cosockets", function()
+      local status, body = helper.http("GET", app.url .. "/init")
+      assert.equals(200, status)
+      local init = cjson.decode(body)
+      assert.equals("init", init.phase)
+      assert.is_nil(init.err, body)
+      assert.is_nil(init.err)
+      assert.same({ name = "from-init" }, init.out)
+      -- (before_each reset the emulator: the resource imported at start is gone)
+      local out, err, phase = in_nginx({ shared = true, op = "import", args = { "init_2", BODY } })
+      assert.is_nil(err)
+      assert.equals("content", phase)
+      assert.same({ name = "n" }, out)
+    end)
+  end)
+
+  describe("errors are those of the libcurl path", function()
+    local function tls_base(host) return (tls.url:gsub("127%.0%.0%.1", host)) end
+
+    -- name, faults to arm, call, expected kind
+    local CASES = {
+      { "404", {}, { op = "get", args = { "missing" } }, "http" },
+      { "bad token", {}, { op = "list", opts = { token = "wrong" } }, "http" },
+      { "429 with Retry-After", { { status = 429, retry_after = 120 } },
+        { op = "import", args = { "e1", BODY }, opts = { retries = 2 } }, "http" },
+      { "429 with an HTTP-date", { { status = 429, retry_after_date = 100 } },
+        { op = "import", args = { "e1", BODY }, opts = { retries = 2 } }, "http" },
+      { "500, retried", { { status = 500, count = 2 } },
+        { op = "import", args = { "e1", BODY }, opts = { retries = 1, retry_base = 0.01 } }, "http" },
+      { "timeout, not retried", { { delay = 2 } },
+        { op = "get", args = { "e1" }, opts = { timeout = 0.5, retries = 2 } }, "timeout" },
+      -- 4 drops: a kept-alive connection that answers nothing is tried once
+      -- more on a fresh one within the attempt (libcurl does the same).
+      { "dropped connection, retried", { { action = "drop", count = 4 } },
+        { op = "list", opts = { retries = 1, retry_base = 0.01 } }, "transport" },
+      { "truncated answer, retried", { { action = "truncate", count = 2 } },
+        { op = "list", opts = { retries = 1, retry_base = 0.01 } }, "transport" },
+      { "oversized answer, not retried", {},
+        { op = "list", opts = { max_response_size = 8, retries = 2 } }, "transport" },
+      { "malformed answer", { { action = "malformed" } }, { op = "list" }, "decode" },
+      { "invalid body", {}, { op = "import", args = { "e1", { name = 1 } } }, "validation" },
+      { "refused connection, retried", {},
+        { op = "list", opts = { base_url = "refused", retries = 1, retry_base = 0.01 } }, "transport" },
+      { "TLS host name mismatch", {},
+        { op = "list", opts = { base_url = "tls:127.0.0.1", retries = 2 } }, "transport" },
+    }
+
+    for _, case in ipairs(CASES) do
+      local name, faults, call, kind = case[1], case[2], case[3], case[4]
+      it(name, function()
+        local opts = call.opts or {}
+        if opts.base_url == "refused" then opts.base_url = "http://127.0.0.1:" .. helper.closed_port() end
+        if opts.base_url == "tls:127.0.0.1" then opts.base_url = tls_base("127.0.0.1") end
+        local results = {}
+        for i, run in ipairs({ "process", "nginx" }) do
+          emu:reset()
+          for _, f in ipairs(faults) do fault(emu, f) end
+          local out, err
+          if run == "process" then
+            local o = {}
+            for k, v in pairs(opts) do o[k] = v end
+            if o.base_url and o.base_url:match("^https") then o.ca_file = cert.cert end
+            out, err = in_process({ op = call.op, args = call.args, opts = o })
+          else
+            out, err = in_nginx(call)
+          end
+          assert.is_nil(out)
+          assert.equals(kind, err.kind, tostring(err.message))
+          results[i] = comparable(err)
+        end
+        assert.same(results[1], results[2])
+      end)
+    end
+  end)
+end)
+
+-- examples/openresty: the nginx.conf and webhook.lua as shipped, with only
+-- the port, the Lua paths and the CA file changed for this machine.
+describe("examples/openresty", function()
+  local emu, app
+  local SECRET = "hook-secret"
+  local dir = helper.root .. "/examples/openresty"
+
+  local function example_http_body(cert)
+    local conf = assert(helper.read_file(dir .. "/nginx.conf"))
+    local body = assert(conf:match("\nhttp {\n(.*)}%s*$"), "no http block")
+    local n
+    body, n = body:gsub("listen 8080;", "listen 127.0.0.1:@PORT@;")
+    assert.equals(1, n)
+    body = body:gsub("\n%s*lua_package_c?path [^\n]*", "")
+    body = body:gsub("lua_ssl_trusted_certificate [^;]*;", "lua_ssl_trusted_certificate " .. cert .. ";")
+    local envs = {}
+    for name in conf:gmatch("\nenv ([%w_]+);") do envs[#envs + 1] = name end
+    return body, envs
+  end
+
+  lazy_setup(function()
+    emu = helper.start_emulator({ token = TOKEN })
+    local cert = helper.make_certificate()
+    local body, envs = example_http_body(cert.cert)
+    local ok, err = pcall(function()
+      app = helper.start_nginx(body, { lua_path = dir, env = envs, env_values = {
+        VERCEL_INSTALLATION_ID = ICFG, VERCEL_TOKEN = TOKEN, VERCEL_API_URL = emu.url, WEBHOOK_SECRET = SECRET,
+      } })
+    end)
+    cert.remove()   -- read by nginx at start
+    assert(ok, err)
+  end)
+
+  lazy_teardown(function()
+    if app then app:stop() end
+    if emu then emu:stop() end
+  end)
+
+  before_each(function() emu:reset() end)
+
+  local function hook(event, secret)
+    local headers = { ["X-Webhook-Secret"] = secret or SECRET }
+    local status, body = helper.http("POST", app.url .. "/webhooks/payment-failed",
+      { headers = headers, body = type(event) == "table" and cjson.encode(event) or event })
+    return status, helper.decode(body)
+  end
+
+  it("suspends the resource named by the webhook", function()
+    assert.equals(200, (emu:api("PUT", "/v1/installations/" .. ICFG .. "/resources/db_1", BODY)))
+    local status, body = hook({ resource_id = "db_1", reason = "card declined" })
+    assert.equals(200, status, app:error_log())
+    assert.same({ ok = true }, body)
+    local rec = emu:record(ICFG, "db_1")
+    assert.equals("suspended", rec.status)
+    assert.same({ level = "error", title = "Suspended: payment failed", message = "card declined" }, rec.notification)
+  end)
+
+  it("answers 404 for a resource Vercel does not know", function()
+    local status, body = hook({ resource_id = "nope" })
+    assert.equals(404, status)
+    assert.same({ error = "no such resource" }, body)
+  end)
+
+  it("refuses a wrong secret and a bad body, sending nothing", function()
+    assert.equals(401, (hook({ resource_id = "db_1" }, "wrong")))
+    assert.equals(400, (hook("not json")))
+    assert.equals(400, (hook({ resource_id = 1 })))
+    assert.equals(0, #emu:requests())
+  end)
+
+  it("answers 502 when Vercel fails, keeping the token out of the log", function()
+    assert.equals(201, (emu:control("POST", "/_emulator/faults", { status = 503, count = 3 })))
+    local status, body = hook({ resource_id = "db_1" })
+    assert.equals(502, status)
+    assert.equals("http", body.error)
+    assert.equals(3, #emu:requests())   -- retried twice, with ngx.sleep
+    assert.matches("503", app:error_log())
+    assert.is_nil(app:error_log():find(TOKEN, 1, true))
+  end)
+end)
