@@ -124,6 +124,8 @@ fuzz: fuzz-build
 # keeps it out of the children; a child lua5.4 gets it from the wrapper that
 # comes first on PATH).  Leaks: LeakSanitizer, fuzz/lsan.supp.
 ASAN_CC    ?= gcc
+# CI may pass a subset (ASAN_SPECS, VALGRIND_SPECS): the specs that drive the C core.
+ASAN_SPECS ?= spec
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 ASAN_RT     = $(shell $(ASAN_CC) -print-file-name=libasan.so)
 
@@ -150,14 +152,15 @@ asan: $(call core_so,luajit) $(BUILD)/asan/5.4/vercel/marketplace/core.so $(BUIL
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(BUILD)/asan/bin/lua5.4 $(BUSTED) spec 2>&1 | tee $(BUILD)/test-asan.log
+	  $(BUILD)/asan/bin/lua5.4 $(BUSTED) $(ASAN_SPECS) 2>&1 | tee $(BUILD)/test-asan.log
 
 # The whole 5.4 suite under valgrind (the lua5.4 process only, not the
 # emulator or other children): no definite leak, no memory error.
 VALGRIND ?= valgrind
+VALGRIND_SPECS ?= spec
 valgrind: $(call core_so,luajit) $(call core_so,5.4)
 	@echo "== busted on lua5.4 under valgrind"
 	@set -o pipefail; $(call tree_env,5.4) HOSTILE_SKIP_RSS=1 $(VALGRIND) --quiet --trace-children=no --leak-check=full \
 	  --errors-for-leak-kinds=definite --show-leak-kinds=definite --error-exitcode=1 \
 	  --suppressions=$(CURDIR)/fuzz/valgrind.supp \
-	  $(LUA) $(BUSTED) spec 2>&1 | tee $(BUILD)/test-valgrind.log
+	  $(LUA) $(BUSTED) $(VALGRIND_SPECS) 2>&1 | tee $(BUILD)/test-valgrind.log

@@ -436,7 +436,10 @@ static int session_perform(lua_State *L) {
 
 /* Percent-encode like JavaScript's encodeURIComponent. */
 static int is_unreserved(unsigned char c) {
-  return isalnum(c) || (c != '\0' && strchr("-_.!~*'()", c) != NULL);
+  /* ASCII ranges, not isalnum: in a single-byte locale (os.setlocale) isalnum
+   * accepts bytes past 0x7F, which would then be sent unescaped. */
+  int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  return alnum || (c != '\0' && strchr("-_.!~*'()", c) != NULL);
 }
 
 static const char *id_problem(const char *id, size_t len) {
