@@ -46,10 +46,14 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
 }
 
 /* Copy a header value without its trailing CR/LF, truncated to fit. */
+/* Copy a header value without its trailing CR/LF, truncated to fit.  Only
+ * printable ASCII is kept (others become '?'): these values end up in error
+ * messages and log lines, where a hostile server must not inject lines. */
 static void copy_value(char *dst, size_t cap, const char *v, size_t n) {
+  size_t i;
   while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ')) n--;
   if (n >= cap) n = cap - 1;
-  memcpy(dst, v, n);
+  for (i = 0; i < n; i++) dst[i] = (v[i] >= 0x20 && v[i] < 0x7f) ? v[i] : '?';
   dst[n] = '\0';
 }
 

@@ -170,6 +170,15 @@ describe("errors", function()
       assert.matches("^decode error %(GET ", tostring(err))
     end)
 
+    it("refuses numbers that are not JSON (NaN, Infinity, hex)", function()
+      for _, text in ipairs({ '{"id":NaN}', '{"id":Infinity}', '{"id":0x10}' }) do
+        fault({ status = 200, body = text })
+        local out, err = open():get("db_1")
+        assert.is_nil(out, text)
+        assert.equals("decode", err.kind)
+      end
+    end)
+
     it("reports a list without resources", function()
       fault({ status = 200, body = '{"items":[]}' })
       local out, err = open():list()

@@ -43,8 +43,12 @@ describe("vercel.marketplace", function()
         "unknown option 'tiemout' to 'installation'")
       assert.has_error(function() marketplace.installation("icfg_1", { token = "t", retries = -1 }) end)
       assert.has_error(function() marketplace.installation("icfg_1", { token = "t", base_url = "ftp://x" }) end)
+      assert.has_error(function()
+        marketplace.installation("icfg_1", { token = "t", base_url = "https://user:pw@api.vercel.com" })
+      end)
       for _, bad in ipairs({ { timeout = 0 }, { timeout = "30" }, { connect_timeout = -1 },
-        { max_response_size = 0 / 0 }, { retry_base = -1 }, { ca_file = true }, { retries = 1.5 } }) do
+        { max_response_size = 0 / 0 }, { max_response_size = 2 ^ 32 }, { retry_base = -1 }, { ca_file = true },
+        { retries = 1.5 } }) do
         bad.token = "t"
         local ok, msg = pcall(marketplace.installation, "icfg_1", bad)
         assert.is_false(ok)

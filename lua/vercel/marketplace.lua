@@ -74,6 +74,8 @@ M.billing_plan_type = constants("billing plan type", core.enums.billing_plan_typ
 --- Notification levels: `info warn error`.
 M.notification_level = constants("notification level", core.enums.notification_level)
 
+local MAX_RESPONSE_LIMIT = 2 ^ 31 - 1 -- answers are held in memory whole
+
 local BODY_KINDS = { import = true, update = true, secrets = true }
 
 -- Misuse raises, pointing at the caller of the public function.
@@ -311,6 +313,9 @@ local function check_options(opts)
       error(("option '%s' must be a positive number"):format(k), 3)
     end
   end
+  if o.max_response_size > MAX_RESPONSE_LIMIT then
+    error("option 'max_response_size' must be at most 2 GiB", 3)
+  end
   for _, k in ipairs({ "ca_file", "ca_path", "user_agent" }) do
     if o[k] and type(o[k]) ~= "string" then error(("option '%s' must be a string"):format(k), 3) end
   end
@@ -318,8 +323,9 @@ local function check_options(opts)
 end
 
 local function check_base_url(url)
-  if type(url) ~= "string" or not url:match("^https?://[^/?#%s]+") or url:find("[%c%s?#]") then
-    error("option 'base_url' must be an http:// or https:// URL without query or fragment", 3)
+  -- No user:password@: credentials would show in tostring, errors and logs.
+  if type(url) ~= "string" or not url:match("^https?://[^/?#%s@]+") or url:find("[%c%s?#@]") then
+    error("option 'base_url' must be an http:// or https:// URL without credentials, query or fragment", 3)
   end
   return (url:gsub("/+$", ""))
 end

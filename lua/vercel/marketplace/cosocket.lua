@@ -33,6 +33,12 @@ local MAX_HEADER_BYTES = 64 * 1024 -- status line and headers together
 local READ_CHUNK = 64 * 1024
 local FIELD_MAX = 127 -- the C session keeps 127 bytes of x-vercel-id and content-type
 
+-- As the C session does: printable ASCII only, so a hostile server cannot
+-- put control characters into error messages and log lines.
+local function printable(value)
+  return (value:sub(1, FIELD_MAX):gsub("[^\32-\126]", "?"))
+end
+
 -- The token lives only in the prebuilt request headers, kept here and not
 -- in a field of the session table, so no tostring or dump of it shows them.
 local header_block = setmetatable({}, { __mode = "k" })
@@ -122,8 +128,8 @@ local function read_head(sock)
       local name, value = line:match("^([^:]+):(.*)$")
       if name then
         name, value = name:lower(), trim(value)
-        if name == "x-vercel-id" then head.request_id = value:sub(1, FIELD_MAX)
-        elseif name == "content-type" then head.content_type = value:sub(1, FIELD_MAX)
+        if name == "x-vercel-id" then head.request_id = printable(value)
+        elseif name == "content-type" then head.content_type = printable(value)
         elseif name == "retry-after" then head.ra = parse_retry_after(value)
         elseif name == "retry-after-ms" then head.ra_ms = parse_retry_after(value) / 1000
         elseif name == "content-length" then head.length = tonumber(value:match("^%d+$"))

@@ -4,7 +4,10 @@
 -- libcurl or nginx cosockets).
 -- @module vercel.marketplace.response
 local core = require "vercel.marketplace.core"
-local cjson = require "cjson"
+-- A private instance: our settings only.  NaN, Infinity and hex numbers are
+-- not JSON, and cjson 2.1 would otherwise accept them in answers.
+local cjson = require("cjson").new()
+cjson.decode_invalid_numbers(false)
 local errors = require "vercel.marketplace.error"
 
 local M = {}
