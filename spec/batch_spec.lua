@@ -25,19 +25,7 @@ local function count(reqs, method)
 end
 
 describe("batches", function()
-  local emu
-
-  lazy_setup(function()
-    emu = helper.start_emulator({ token = "test-token" })
-  end)
-
-  lazy_teardown(function()
-    if emu then emu:stop() end
-  end)
-
-  before_each(function()
-    emu:reset()
-  end)
+  local emu = helper.use_emulator({ token = "test-token" })
 
   local function inst(opts)
     local o = { token = "test-token", base_url = emu.url, retry_base = 0.01 }

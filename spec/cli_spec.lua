@@ -60,19 +60,10 @@ local function writes(requests)
 end
 
 describe("vercel-marketplace (command line)", function()
-  local emu, env, files
-
-  lazy_setup(function()
-    emu = helper.start_emulator({ token = TOKEN })
-    env = { VERCEL_API_URL = emu.url, VERCEL_TOKEN = TOKEN, VERCEL_INSTALLATION_ID = ICFG }
-  end)
-
-  lazy_teardown(function()
-    if emu then emu:stop() end
-  end)
+  local emu, env, files = helper.use_emulator({ token = TOKEN }), nil, nil
 
   before_each(function()
-    emu:reset()
+    env = { VERCEL_API_URL = emu.url, VERCEL_TOKEN = TOKEN, VERCEL_INSTALLATION_ID = ICFG }
     files = {}
   end)
 

@@ -27,15 +27,7 @@ local function fold(s)
 end
 
 describe("documentation", function()
-  local emu
-
-  lazy_setup(function()
-    emu = helper.start_emulator({ token = "docs-token" })
-  end)
-
-  lazy_teardown(function()
-    if emu then emu:stop() end
-  end)
+  local emu = helper.use_emulator({ token = "docs-token" })
 
   local function run(code)
     local env = { VERCEL_API_URL = emu.url, VERCEL_TOKEN = "docs-token" }

@@ -8,19 +8,7 @@ local BODY = { productId = "p", name = "n", status = "ready" }
 local ID_PATTERN = "^emu"
 
 describe("errors", function()
-  local emu
-
-  lazy_setup(function()
-    emu = helper.start_emulator({ token = "test-token" })
-  end)
-
-  lazy_teardown(function()
-    if emu then emu:stop() end
-  end)
-
-  before_each(function()
-    emu:reset()
-  end)
+  local emu = helper.use_emulator({ token = "test-token" })
 
   local function open(opts)
     opts = opts or {}

@@ -16,18 +16,9 @@ local function write(path, data)
 end
 
 describe("examples", function()
-  local emu, files
-
-  lazy_setup(function()
-    emu = helper.start_emulator({ token = TOKEN })
-  end)
-
-  lazy_teardown(function()
-    if emu then emu:stop() end
-  end)
+  local emu, files = helper.use_emulator({ token = TOKEN }), nil
 
   before_each(function()
-    emu:reset()
     files = {}
   end)
 

@@ -24,15 +24,7 @@ local OPS = {
 }
 
 describe("fault matrix", function()
-  local emu
-
-  lazy_setup(function()
-    emu = helper.start_emulator({ token = TOKEN })
-  end)
-
-  lazy_teardown(function()
-    if emu then emu:stop() end
-  end)
+  local emu = helper.use_emulator({ token = TOKEN })
 
   local function installation(opts)
     local o = { token = TOKEN, base_url = emu.url, retries = RETRIES, retry_base = 0.01,

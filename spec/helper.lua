@@ -432,4 +432,25 @@ function helper.start_dns()
   error("DNS stub did not start: " .. why, 2)
 end
 
+-- helper.use_emulator(opts) -> emu: inside a describe block, one emulator for
+-- the block: started before its first test, reset before each test, stopped
+-- after the last.  The handle answers like the emulator (emu.url,
+-- emu:control(...)) once it has started.
+function helper.use_emulator(opts)
+  -- busted's block functions live in the spec's environment, not ours.
+  local busted = require "busted"
+  local emu, real = {}, nil
+  busted.lazy_setup(function()
+    real = helper.start_emulator(opts)
+    setmetatable(emu, { __index = real })
+  end)
+  busted.before_each(function()
+    real:reset()
+  end)
+  busted.lazy_teardown(function()
+    if real then real:stop() end
+  end)
+  return emu
+end
+
 return helper

@@ -36,18 +36,9 @@ local function problems(err)
 end
 
 describe("hostile input", function()
-  local emu, inst
-
-  lazy_setup(function()
-    emu = helper.start_emulator({ token = TOKEN })
-  end)
-
-  lazy_teardown(function()
-    if emu then emu:stop() end
-  end)
+  local emu, inst = helper.use_emulator({ token = TOKEN }), nil
 
   before_each(function()
-    emu:reset()
     inst = marketplace.installation("icfg_h", { token = TOKEN, base_url = emu.url, retries = 0 })
   end)
 

@@ -10,18 +10,9 @@ local bodies = require "fixtures.bodies"
 local IMPORT = bodies.import_full() -- the Import Resource reference page, every field
 
 describe("vercel.marketplace", function()
-  local emu, inst
-
-  lazy_setup(function()
-    emu = helper.start_emulator({ token = "test-token" })
-  end)
-
-  lazy_teardown(function()
-    if emu then emu:stop() end
-  end)
+  local emu, inst = helper.use_emulator({ token = "test-token" }), nil
 
   before_each(function()
-    emu:reset()
     inst = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url, retries = 0 })
   end)
 

@@ -8,19 +8,7 @@ local core = require "vercel.marketplace.core"
 local BODY = { productId = "p", name = "n", status = "ready" }
 
 describe("transport", function()
-  local emu
-
-  lazy_setup(function()
-    emu = helper.start_emulator({ token = "test-token" })
-  end)
-
-  lazy_teardown(function()
-    if emu then emu:stop() end
-  end)
-
-  before_each(function()
-    emu:reset()
-  end)
+  local emu = helper.use_emulator({ token = "test-token" })
 
   describe("keep-alive", function()
     it("reuses one connection for every request of an installation", function()
