@@ -3,10 +3,7 @@
 local helper = require "helper"
 
 local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
+  return assert(helper.read_file(path), path)
 end
 
 local function lua_blocks(text)
