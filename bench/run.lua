@@ -20,28 +20,10 @@ local TOKEN = "bench-token" -- raw_curl sends the same
 local LUA = arg[-1] or "lua5.4"
 local HERE = (debug.getinfo(1, "S").source:gsub("^@", ""):match("^(.*)/[^/]*$")) or "."
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function capture(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+-- Shell and file helpers shared with the suite (spec/ is on LUA_PATH: make bench).
+local helper = require "helper"
+local q, capture = helper.shell_quote, helper.capture
+local read_file, write_file = helper.read_file, helper.write_file
 
 -- The body every request carries: the API page's import with every field.
 local function import_body(i)

@@ -9,11 +9,7 @@ local BIN = helper.root .. "/bin/vercel-marketplace"
 local TOKEN = "cli-spec-token-0123456789"
 local ICFG = "icfg_cli"
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = helper.write_file
 
 -- run(args, opts) -> code, stdout, stderr.  opts.env: extra variables
 -- (VERCEL_* are cleared first), opts.stdin: text for standard input.
@@ -47,12 +43,6 @@ local function bodies(from, to)
   return list
 end
 
-local function json_file(value)
-  local path = os.tmpname()
-  write(path, type(value) == "string" and value or cjson.encode(value))
-  return path
-end
-
 local function writes(requests)
   local n = 0
   for _, r in ipairs(requests) do if r.method ~= "GET" then n = n + 1 end end
@@ -60,22 +50,12 @@ local function writes(requests)
 end
 
 describe("vercel-marketplace (command line)", function()
-  local emu, env, files = helper.use_emulator({ token = TOKEN }), nil, nil
+  local emu, env = helper.use_emulator({ token = TOKEN }), nil
+  local file = helper.use_temp_files()
 
   before_each(function()
     env = { VERCEL_API_URL = emu.url, VERCEL_TOKEN = TOKEN, VERCEL_INSTALLATION_ID = ICFG }
-    files = {}
   end)
-
-  after_each(function()
-    for _, f in ipairs(files) do os.remove(f) end
-  end)
-
-  local function file(value)
-    local path = json_file(value)
-    files[#files + 1] = path
-    return path
-  end
 
   local function partner_ids()
     local status, list = emu:api("GET", "/v1/installations/" .. ICFG .. "/resources")

@@ -1,6 +1,5 @@
 -- The scripts in examples/ (besides main.lua, run by docs_spec), each run as
 -- a subprocess against the emulator, judged by the emulator's state.
-local cjson = require "cjson"
 local helper = require "helper"
 
 local q = helper.shell_quote
@@ -9,29 +8,9 @@ local TOKEN = "examples-token-0123456789"
 local ICFG = "icfg_examples"
 local RESOURCES = "/v1/installations/" .. ICFG .. "/resources/"
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
 describe("examples", function()
-  local emu, files = helper.use_emulator({ token = TOKEN }), nil
-
-  before_each(function()
-    files = {}
-  end)
-
-  after_each(function()
-    for _, f in ipairs(files) do os.remove(f) end
-  end)
-
-  local function file(value)
-    local path = os.tmpname()
-    write(path, type(value) == "string" and value or cjson.encode(value))
-    files[#files + 1] = path
-    return path
-  end
+  local emu = helper.use_emulator({ token = TOKEN })
+  local file = helper.use_temp_files()
 
   -- run(script, args, opts) -> code, stdout, stderr; opts.env, opts.stdin.
   local function run(script, args, opts)

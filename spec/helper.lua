@@ -43,6 +43,7 @@ local function write_file(path, data)
   f:write(data)
   f:close()
 end
+helper.write_file = write_file
 
 -- Run a shell command; its stdout.
 local function capture(cmd)
@@ -51,6 +52,7 @@ local function capture(cmd)
   p:close()
   return out
 end
+helper.capture = capture
 
 -- os.execute(cmd) -> true or nil, on every version: Lua 5.1 and LuaJIT
 -- (without 5.2 compat) return the raw wait status, 0 for success.
@@ -451,6 +453,24 @@ function helper.use_emulator(opts)
     if real then real:stop() end
   end)
   return emu
+end
+
+-- helper.use_temp_files() -> file: inside a describe block, file(value)
+-- writes value (a string, or a table as JSON) to a new temporary file and
+-- returns its path; every such file is removed after each test.
+function helper.use_temp_files()
+  local busted = require "busted"
+  local files = {}
+  busted.after_each(function()
+    for _, f in ipairs(files) do os.remove(f) end
+    files = {}
+  end)
+  return function(value)
+    local path = os.tmpname()
+    write_file(path, type(value) == "string" and value or cjson.encode(value))
+    files[#files + 1] = path
+    return path
+  end
 end
 
 return helper
