@@ -7,10 +7,14 @@
 
 #include "compat.h"
 
+MP_BEGIN_INTERNAL
+
 #define MP_VERSION "0.1.0"
 
 void mp_open_schema(lua_State *L);    /* schema.c: enums, limits */
 void mp_open_codec(lua_State *L);     /* validate.c: validate, encode, encode_value, integerize */
 void mp_open_transport(lua_State *L); /* transport.c: session, escape_id, sleep, now */
+
+MP_END_INTERNAL
 
 #endif /* MP_CORE_H */

@@ -82,14 +82,54 @@ static int string_tail(mp_buf *b, const unsigned char *p, const unsigned char *e
   return mp_buf_add(b, "\"", 1);
 }
 
+/* Whether none of eight bytes needs attention: no control byte, quote,
+ * backslash or non-ASCII byte (SWAR: a set high bit flags a byte; borrows may
+ * flag a plain one too, which only sends the caller to the bytewise loop). */
+static int plain8(uint64_t v) {
+  const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+  uint64_t q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
+  uint64_t flags = ((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((bs - ones) & ~bs) | v;
+  return (flags & high) == 0;
+}
+
+/* Copy the plain leading bytes of p to d a word at a time, never reading
+ * past p + n: whole words, then one last word (or two half-words) that
+ * overlap what was already checked.  Returns how many bytes were copied. */
+static size_t copy_plain(char *d, const unsigned char *p, size_t n) {
+  uint64_t v;
+  uint32_t head, tail;
+  size_t i = 0;
+  if (n < 4) return 0;
+  if (n < 8) {
+    memcpy(&head, p, 4);
+    memcpy(&tail, p + n - 4, 4);
+    if (!plain8(((uint64_t)head << 32) | tail)) return 0;
+    memcpy(d, &head, 4);
+    memcpy(d + n - 4, &tail, 4);
+    return n;
+  }
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&v, p + i, 8);
+    if (!plain8(v)) return i;
+    memcpy(d + i, &v, 8);
+  }
+  if (i < n) {
+    memcpy(&v, p + n - 8, 8);
+    if (!plain8(v)) return i;
+    memcpy(d + n - 8, &v, 8);
+  }
+  return n;
+}
+
 int mp_json_string(mp_buf *b, const char *s, size_t n) {
   const unsigned char *p = (const unsigned char *)s;
-  size_t i = 0;
+  size_t i;
   char *d;
   if (!mp_buf_grow(b, n + 2)) return 0;
   d = b->data + b->len;
   *d++ = '"';
-  /* Plain ASCII, the common case: copy while scanning, into room reserved. */
+  /* Plain ASCII, the common case: copied into the room reserved above. */
+  i = copy_plain(d, p, n);
   while (i < n && !escape_of[p[i]]) {
     d[i] = (char)p[i];
     i++;

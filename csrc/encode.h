@@ -12,6 +12,8 @@
 #include "buffer.h"
 #include "compat.h"
 
+MP_BEGIN_INTERNAL
+
 /* Whether the n bytes at s are well-formed UTF-8 (no overlongs, surrogates or
  * code points past U+10FFFF).  Not a writer, but the byte-level rule the
  * walker (and the transport, for ids) applies before anything is written. */
@@ -29,5 +31,7 @@ int mp_json_integer(mp_buf *b, lua_Integer i);
  * of %.15g / %.16g / %.17g that reads back as the same double, with a '.'
  * whatever the C locale's decimal point is. */
 int mp_json_number(mp_buf *b, lua_Number d);
+
+MP_END_INTERNAL
 
 #endif /* MP_ENCODE_H */

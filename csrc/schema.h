@@ -10,6 +10,8 @@
 
 #include "compat.h"
 
+MP_BEGIN_INTERNAL
+
 #define MP_MAX_DEPTH 64   /* tables nested from the body root, the root being 1 */
 #define MP_MAX_ERRORS 100 /* problems reported before the walk gives up */
 #define MP_MAX_FIELDS 16  /* fields of one object (the walker keeps a slot each) */
@@ -70,5 +72,7 @@ typedef struct mp_root {
 
 /* The roots, terminated by an entry whose kind is NULL. */
 const mp_root *mp_schema_roots(void);
+
+MP_END_INTERNAL
 
 #endif /* MP_SCHEMA_H */

@@ -12,6 +12,8 @@
 #include "buffer.h"
 #include "compat.h"
 
+MP_BEGIN_INTERNAL
+
 /* Settings of an installation's requests.  The strings are our own copies,
  * freed by mp_conf_free from the owning userdata's close; the token lives
  * only inside the two header lists. */
@@ -67,5 +69,7 @@ void mp_open_multi(lua_State *L);
 
 /* The response buffer kept between requests; a larger one is freed. */
 #define MP_KEEP_BUFFER (1024 * 1024)
+
+MP_END_INTERNAL
 
 #endif /* MP_TRANSPORT_H */

@@ -19,6 +19,7 @@
 
 #define INTEGERIZE_DEPTH 1000   /* as deep as lua-cjson decodes by default */
 #define KEEP_BUFFER (64 * 1024) /* larger output buffers are freed after use */
+#define STACK_CHUNK 64          /* extra Lua stack slots asked for at a time */
 
 /* --- module state: the output buffer -------------------------------------- */
 
@@ -60,6 +61,86 @@ static void release(mp_codec *c) {
   mp_buf_trim(&c->buf, KEEP_BUFFER);
 }
 
+/* --- module state: the schema's field names, interned ---------------------
+ *
+ * Lua interns short strings (every string on 5.1 and LuaJIT), so a key equal
+ * to a field name is the very string made here: one pointer compare finds a
+ * field.  The strings are anchored in a table upvalue; any key that matches
+ * no pointer (a stray, or a name too long to be interned) falls back to
+ * comparing bytes, so the cache only ever makes the walk faster. */
+
+#define MAX_OBJECTS 16 /* schema objects cached; others use the byte compare */
+#define KEY_SLOTS 32   /* per object: a power of two, twice MP_MAX_FIELDS */
+
+/* An open-addressed table from interned name to field index. */
+typedef struct mp_keys {
+  const char *key[KEY_SLOTS];
+  signed char field[KEY_SLOTS];
+} mp_keys;
+
+typedef struct mp_names {
+  int n;
+  const mp_object *obj[MAX_OBJECTS];
+  mp_keys keys[MAX_OBJECTS];
+} mp_names;
+
+static unsigned key_slot(const char *k) {
+  uintptr_t h = (uintptr_t)k;
+  return (unsigned)((h >> 3) ^ (h >> 8)) & (KEY_SLOTS - 1);
+}
+
+static void keys_add(mp_keys *t, const char *k, int field) {
+  unsigned i = key_slot(k);
+  while (t->key[i] != NULL) i = (i + 1) & (KEY_SLOTS - 1);
+  t->key[i] = k;
+  t->field[i] = (signed char)field;
+}
+
+/* The field whose interned name is k, or -1. */
+static int keys_find(const mp_keys *t, const char *k) {
+  unsigned i = key_slot(k);
+  while (t->key[i] != NULL) {
+    if (t->key[i] == k) return t->field[i];
+    i = (i + 1) & (KEY_SLOTS - 1);
+  }
+  return -1;
+}
+
+static void intern_object(lua_State *L, mp_names *nm, const mp_object *o, int anchor) {
+  int i, k;
+  if (o == NULL) return;
+  for (k = 0; k < nm->n; k++)
+    if (nm->obj[k] == o) return;
+  if (nm->n == MAX_OBJECTS) return;
+  k = nm->n++;
+  nm->obj[k] = o;
+  for (i = 0; i < o->nfields; i++) {
+    lua_pushlstring(L, o->fields[i].name, o->fields[i].len);
+    keys_add(&nm->keys[k], lua_tostring(L, -1), i);
+    lua_rawseti(L, anchor, (int)mp_rawlen(L, anchor) + 1);
+  }
+  for (i = 0; i < o->nfields; i++) {
+    intern_object(L, nm, o->fields[i].obj, anchor);
+    intern_object(L, nm, o->fields[i].alt, anchor);
+  }
+}
+
+/* Push the names userdata and its anchor table. */
+static void push_names(lua_State *L) {
+  const mp_root *r;
+  mp_names *nm = (mp_names *)mp_newuserdata(L, sizeof *nm);
+  memset(nm, 0, sizeof *nm);
+  lua_newtable(L);
+  for (r = mp_schema_roots(); r->kind != NULL; r++) intern_object(L, nm, r->obj, lua_gettop(L));
+}
+
+static const mp_keys *interned_keys(const mp_names *nm, const mp_object *o) {
+  int k;
+  for (k = 0; k < nm->n; k++)
+    if (nm->obj[k] == o) return &nm->keys[k];
+  return NULL;
+}
+
 /* --- the walk context ----------------------------------------------------- */
 
 /* One step of the path: a key (alive on the Lua stack or static) or an index. */
@@ -71,12 +152,14 @@ typedef struct mp_seg {
 
 typedef struct mp_walk {
   lua_State *L;
+  const mp_names *names;
   mp_buf *out;  /* NULL when only validating, or once the output is discarded */
   int oom;      /* the buffer could not grow */
   int errs;     /* stack slot of the errors table (nil until the first problem) */
   int nerr;     /* problems recorded */
   int stop;     /* MP_MAX_ERRORS reached */
   int depth;    /* tables open on the current path */
+  int room;     /* the stack has room up to this index */
   int nseg;
   mp_seg seg[MP_MAX_DEPTH + 2];
   const void *open[MP_MAX_DEPTH]; /* those tables, to see cycles */
@@ -84,10 +167,11 @@ typedef struct mp_walk {
 
 static void walk_init(mp_walk *w, lua_State *L, mp_buf *out) {
   w->L = L;
+  w->names = (const mp_names *)lua_touserdata(L, lua_upvalueindex(2));
   w->out = out;
   w->oom = w->nerr = w->stop = w->depth = w->nseg = 0;
   lua_pushnil(L);
-  w->errs = lua_gettop(L);
+  w->errs = w->room = lua_gettop(L);
 }
 
 /* Segments past the array's end cannot happen (depth is bounded first), but
@@ -332,9 +416,13 @@ static int enter(mp_walk *w, int t, int slots) {
     problem(w, "nesting deeper than " MP_STR(MP_MAX_DEPTH) " levels");
     return 0;
   }
-  if (!lua_checkstack(w->L, slots + 8)) {
-    problem(w, "too deep for the Lua stack");
-    return 0;
+  /* Room is asked for in chunks: lua_checkstack keeps it for this call. */
+  if (lua_gettop(w->L) + slots + 8 > w->room) {
+    if (!lua_checkstack(w->L, slots + 8 + STACK_CHUNK)) {
+      problem(w, "too deep for the Lua stack");
+      return 0;
+    }
+    w->room = lua_gettop(w->L) + slots + 8 + STACK_CHUNK;
   }
   w->open[w->depth++] = p;
   return 1;
@@ -625,6 +713,7 @@ static void walk_field(mp_walk *w, const mp_field *f, int idx, int update) {
  * table has [1]: an array where an object was expected. */
 static int stash_fields(mp_walk *w, const mp_object *o, int t, int *pos, int update) {
   lua_State *L = w->L;
+  const mp_keys *keys = interned_keys(w->names, o);
   int strays = 0, i;
   size_t n;
   lua_pushnil(L);
@@ -632,7 +721,8 @@ static int stash_fields(mp_walk *w, const mp_object *o, int t, int *pos, int upd
     i = -1;
     if (lua_type(L, -2) == LUA_TSTRING) {
       const char *k = lua_tolstring(L, -2, &n);
-      i = find_field(o, k, n, update);
+      if (keys != NULL) i = keys_find(keys, k);
+      if (i < 0 || (update && o->fields[i].upd == MP_U_ABSENT)) i = find_field(o, k, n, update);
     } else if (lua_type(L, -2) == LUA_TNUMBER && lua_tonumber(L, -2) == 1) {
       lua_pop(L, 2);
       return -1;
@@ -865,5 +955,6 @@ void mp_open_codec(lua_State *L) {
   lua_setfield(L, -2, "__name");
   new_codec(L);
   lua_remove(L, -2);
-  mp_setfuncs(L, funcs, 1);
+  push_names(L);
+  mp_setfuncs(L, funcs, 3);
 }
