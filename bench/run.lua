@@ -173,25 +173,26 @@ end
 -- the machine falls on both; the best round of each is kept.
 local ROUNDS = 3
 
+-- The items are made before the clock starts: the raw loop is handed its
+-- request ready-made too, so only sending is timed on both sides.
 local function lib_vs_raw(url, n, raw_args, send)
   local inst = installation(url)
+  local items, body = {}, import_body(1)
+  for i = 1, n do items[i] = { id = "db_" .. i, body = body } end
   local lib, ceiling = 0, 0
   for _ = 1, ROUNDS do
-    lib = math.max(lib, (best(1, n, function() send(inst, n) end)))
+    lib = math.max(lib, (best(1, n, function() send(inst, items) end)))
     ceiling = math.max(ceiling, raw(raw_args))
   end
   inst:close()
   return lib, ceiling
 end
 
-local function sequential(inst, n)
-  local body = import_body(1)
-  for i = 1, n do assert(inst:import("db_" .. i, body)) end
+local function sequential(inst, items)
+  for i = 1, #items do assert(inst:import(items[i].id, items[i].body)) end
 end
 
-local function batch(inst, n)
-  local items, body = {}, import_body(1)
-  for i = 1, n do items[i] = { id = "db_" .. i, body = body } end
+local function batch(inst, items)
   for _, r in ipairs(inst:import_many(items, { concurrency = 8 })) do assert(r.ok) end
 end
 

@@ -10,7 +10,9 @@
  *
  *   local m = core.multi(session, n)      -- settings copied from the session
  *   m:start(slot, method, url [, body])   -- slot in 1..n, idle
- *   local done = m:poll(seconds)          -- array of slots whose transfer ended
+ *   local done, k = m:poll(seconds [, t]) -- the k slots whose transfer ended, in t
+ *                                         -- (reused, so a batch makes no garbage) or
+ *                                         -- a new array
  *   m:result(slot)                        -- what session:perform returns; idle again
  *   m:close()                             -- also __gc and __close
  */
@@ -140,9 +142,9 @@ static int multi_start(lua_State *L) {
   return 0;
 }
 
-/* Move every finished transfer to DONE and append its slot number to the
- * table on top of the stack. */
-static void collect(lua_State *L, multi *mu) {
+/* Move every finished transfer to DONE and store its slot number in the
+ * table on top of the stack, after the k already there; returns the new k. */
+static int collect(lua_State *L, multi *mu, int k) {
   CURLMsg *msg;
   int left;
   while ((msg = curl_multi_info_read(mu->m, &left)) != NULL) {
@@ -153,8 +155,9 @@ static void collect(lua_State *L, multi *mu) {
     curl_multi_remove_handle(mu->m, s->easy);
     s->state = DONE;
     lua_pushinteger(L, (lua_Integer)(s - mu->slots) + 1);
-    lua_rawseti(L, -2, (int)mp_rawlen(L, -2) + 1);
+    lua_rawseti(L, -2, ++k);
   }
+  return k;
 }
 
 static void perform(lua_State *L, multi *mu) {
@@ -163,19 +166,34 @@ static void perform(lua_State *L, multi *mu) {
   if (mc != CURLM_OK) luaL_error(L, "curl_multi_perform: %s", curl_multi_strerror(mc));
 }
 
-/* m:poll([seconds]) -> array of the slots whose transfer ended (maybe
- * empty), waiting up to `seconds` (default 0) for one when none has. */
+/* Return the array on top of the stack with its k slots (nil after them). */
+static int push_done(lua_State *L, int k) {
+  lua_pushnil(L);
+  lua_rawseti(L, -2, k + 1);
+  lua_pushinteger(L, k);
+  return 2;
+}
+
+/* m:poll([seconds [, t]]) -> t (or a new array) holding the k slots whose
+ * transfer ended, and k (maybe 0), waiting up to `seconds` (default 0) for
+ * one when none has. */
 static int multi_poll(lua_State *L) {
   multi *mu = check_multi(L);
   double secs = luaL_optnumber(L, 2, 0);
-  lua_newtable(L);
+  int k;
+  if (lua_isnoneornil(L, 3)) {
+    lua_settop(L, 2);
+    lua_createtable(L, mu->n, 0);
+  } else {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+  }
   perform(L, mu);
-  collect(L, mu);
-  if (mp_rawlen(L, -1) > 0 || !(secs > 0)) return 1;
+  k = collect(L, mu, 0);
+  if (k > 0 || !(secs > 0)) return push_done(L, k);
   curl_multi_poll(mu->m, NULL, 0, secs > 3600 ? 3600000 : (int)(secs * 1000.0 + 0.5), NULL);
   perform(L, mu);
-  collect(L, mu);
-  return 1;
+  return push_done(L, collect(L, mu, 0));
 }
 
 /* m:result(slot) -> status, body, meta | nil, kind, message, retryable, as

@@ -260,16 +260,39 @@ describe("batches", function()
       local m = core.multi(c._session, 1)
       local url = emu.url .. "/v1/installations/icfg_1/resources/x"
       m:start(1, "PUT", url, core.encode("import", body(1)))
-      local done
+      local done, k
       for _ = 1, 100 do
-        done = m:poll(0.1)
-        if #done > 0 then break end
+        done, k = m:poll(0.1)
+        if k > 0 then break end
       end
       assert.same({ 1 }, done)
+      assert.equals(1, k)
       local status, text, meta = m:result(1)
       assert.equals(200, status)
       assert.equals("n1", require("cjson").decode(text).name)
       assert.truthy(meta.request_id)
+      m:close()
+      c:close()
+    end)
+
+    it("reports finished slots in the caller's array, with their count", function()
+      local c = inst()
+      local m = core.multi(c._session, 2)
+      local t = { 7, 7, 7 } -- left over from an earlier poll
+      m:start(1, "GET", emu.url .. "/v1/installations/icfg_1/resources")
+      m:start(2, "GET", emu.url .. "/v1/installations/icfg_1/resources")
+      local seen, k = {}, 0
+      for _ = 1, 100 do
+        local done, n = m:poll(0.1, t)
+        assert.equals(t, done)
+        assert.is_nil(done[n + 1])
+        for j = 1, n do seen[#seen + 1] = done[j] end
+        k = k + n
+        if k == 2 then break end
+      end
+      table.sort(seen)
+      assert.same({ 1, 2 }, seen)
+      assert.has_error(function() m:poll(0, "not a table") end)
       m:close()
       c:close()
     end)

@@ -86,13 +86,13 @@ local function parts(op, item)
   return item.id, item.body
 end
 
--- A request ready to go: {i, method, path, json, attempt}, or nil, err.
+-- A request ready to go: {i, method, path, url, json, attempt}, or nil, err.
 local function prepare(inst, op, i, item)
   local id, body = parts(op, item)
   if not id then return nil, body end
   local method, path, json = inst:_prepare(op, id, body)
   if not method then return nil, path end
-  return { i = i, method = method, path = path, json = json, attempt = 0 }
+  return { i = i, method = method, path = path, url = inst.base_url .. path, json = json, attempt = 0 }
 end
 
 -- One batch run ----------------------------------------------------------
@@ -130,12 +130,6 @@ function Run:failed(req, status, body, meta, retryable)
   self.waiting[#self.waiting + 1] = req
 end
 
-function Run:answered(req, status, body, meta, retryable)
-  if status and status >= 200 and status < 300 then
-    return self:succeeded(req, status, body, meta)
-  end
-  self:failed(req, status, body, meta, retryable)
-end
 
 -- The first queued retry that is due, if any.
 function Run:due(now)
@@ -177,29 +171,46 @@ function Run:sequential()
   end
 end
 
--- The installation's debug log (the `log` option): one line per attempt,
--- as single calls write it.
-function Run:logged(req, status, body, meta, retryable)
-  if req.started then
-    self.inst:_log_attempt(req.method, req.path, req.attempt, req.started, status, body, meta)
+-- The next request to start: a queued retry that is due, else a new item;
+-- nil while a pause holds or when there is none.  The clock is read only
+-- once a retry or a pause exists.
+function Run:next_request()
+  if self.pause_until > 0 or self.waiting[1] then
+    local now = core.now()
+    if now < self.pause_until then return nil end
+    local req = self:due(now)
+    if req then return req end
   end
-  return status, body, meta, retryable
+  return self:fresh()
 end
 
 -- Start requests while a slot is free, no pause holds and work is there.
 function Run:fill()
-  local m, free = self.multi, self.free
-  while #free > 0 do
-    local now = core.now()
-    if now < self.pause_until then return end
-    local req = self:due(now) or self:fresh()
+  local m, free, slots = self.multi, self.free, self.slots
+  local nfree = #free
+  while nfree > 0 do
+    local req = self:next_request()
     if not req then return end
-    local slot = table.remove(free)
+    local slot = free[nfree]
+    free[nfree], nfree = nil, nfree - 1
     req.attempt = req.attempt + 1
-    req.started = self.log and now
-    self.slots[slot] = req
-    m:start(slot, req.method, self.base .. req.path, req.json)
+    if self.log then req.started = core.now() end
+    slots[slot] = req
+    m:start(slot, req.method, req.url, req.json)
   end
+end
+
+-- The answer in `slot` (its transfer ended): log it, then settle or retry.
+function Run:finish(slot)
+  local req = self.slots[slot]
+  self.slots[slot] = nil
+  self.free[#self.free + 1] = slot
+  local status, body, meta, retryable = self.multi:result(slot)
+  if req.started then -- the installation's `log` option: one line per attempt
+    self.inst:_log_attempt(req.method, req.path, req.attempt, req.started, status, body, meta)
+  end
+  if status and status >= 200 and status < 300 then return self:succeeded(req, status, body, meta) end
+  self:failed(req, status, body, meta, retryable)
 end
 
 -- How long a poll may block: until a queued retry is due, if a slot is free.
@@ -216,12 +227,8 @@ function Run:step()
     if d > 0 then self.sleep(d) end
     return
   end
-  for _, slot in ipairs(self.multi:poll(self:poll_wait())) do
-    local req = self.slots[slot]
-    self.slots[slot] = nil
-    self.free[#self.free + 1] = slot
-    self:answered(req, self:logged(req, self.multi:result(slot)))
-  end
+  local done, k = self.multi:poll(self:poll_wait(), self.done_slots)
+  for j = 1, k do self:finish(done[j]) end
 end
 
 function Run:concurrent()
@@ -242,9 +249,9 @@ function M.run(inst, op, items, opts)
   local n, progress = check_opts(fname, opts)
   local self = setmetatable({
     inst = inst, op = op, items = items, total = total, results = {}, done = 0, next = 1,
-    opts = inst._opts, base = inst.base_url, answer = require("vercel.marketplace")._OPS[op].answer,
+    opts = inst._opts, answer = require("vercel.marketplace")._OPS[op].answer,
     progress = progress, sleep = inst._sleep, log = inst._log ~= nil and inst._log_attempt ~= nil,
-    waiting = {}, pause_until = 0, slots = {}, free = {},
+    waiting = {}, pause_until = 0, slots = {}, free = {}, done_slots = {},
   }, Run)
   if total == 0 then return self.results end
   if not is_curl_session(inst._session) then
