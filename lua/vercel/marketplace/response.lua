@@ -5,8 +5,9 @@
 -- @module vercel.marketplace.response
 local core = require "vercel.marketplace.core"
 -- A private instance: our settings only.  NaN, Infinity and hex numbers are
--- not JSON, and cjson 2.1 would otherwise accept them in answers.
-local cjson = require("cjson").new()
+-- not JSON, and cjson 2.1 would otherwise accept them in answers.  The safe
+-- flavour returns nil and the message instead of raising (no pcall per answer).
+local cjson = require("cjson.safe").new()
 cjson.decode_invalid_numbers(false)
 local errors = require "vercel.marketplace.error"
 
@@ -27,8 +28,8 @@ local REASONS = {
 -- restored (on Lua 5.3+) by the core.
 -- @return the table, or nil and why not
 function M.decode_object(body)
-  local ok, v = pcall(cjson.decode, body)
-  if not ok then return nil, (tostring(v):gsub("^.-: ", "")) end
+  local v, why = cjson.decode(body)
+  if v == nil then return nil, tostring(why) end
   if type(v) ~= "table" then return nil, "not a JSON object" end
   return core.integerize(v)
 end
