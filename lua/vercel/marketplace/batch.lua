@@ -86,13 +86,13 @@ local function parts(op, item)
   return item.id, item.body
 end
 
--- A request ready to go: {i, method, path, url, json, attempt}, or nil, err.
+-- A request ready to go: {i, method, path, json, attempt}, or nil, err.
 local function prepare(inst, op, i, item)
   local id, body = parts(op, item)
   if not id then return nil, body end
   local method, path, json = inst:_prepare(op, id, body)
   if not method then return nil, path end
-  return { i = i, method = method, path = path, url = inst.base_url .. path, json = json, attempt = 0 }
+  return { i = i, method = method, path = path, json = json, attempt = 0 }
 end
 
 -- One batch run ----------------------------------------------------------
@@ -129,7 +129,6 @@ function Run:failed(req, status, body, meta, retryable)
   end
   self.waiting[#self.waiting + 1] = req
 end
-
 
 -- The first queued retry that is due, if any.
 function Run:due(now)
@@ -194,6 +193,7 @@ function Run:fill()
     local slot = free[nfree]
     free[nfree], nfree = nil, nfree - 1
     req.attempt = req.attempt + 1
+    req.url = req.url or self.base .. req.path -- kept for its retries
     if self.log then req.started = core.now() end
     slots[slot] = req
     m:start(slot, req.method, req.url, req.json)
@@ -249,7 +249,7 @@ function M.run(inst, op, items, opts)
   local n, progress = check_opts(fname, opts)
   local self = setmetatable({
     inst = inst, op = op, items = items, total = total, results = {}, done = 0, next = 1,
-    opts = inst._opts, answer = require("vercel.marketplace")._OPS[op].answer,
+    opts = inst._opts, base = inst.base_url, answer = require("vercel.marketplace")._OPS[op].answer,
     progress = progress, sleep = inst._sleep, log = inst._log ~= nil and inst._log_attempt ~= nil,
     waiting = {}, pause_until = 0, slots = {}, free = {}, done_slots = {},
   }, Run)
