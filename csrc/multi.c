@@ -218,15 +218,7 @@ static const luaL_Reg multi_meta[] = {
     {"__gc", multi_close}, {"__close", multi_close}, {"__tostring", multi_tostring}, {NULL, NULL}};
 
 void mp_open_multi(lua_State *L) {
-  if (luaL_newmetatable(L, MULTI_MT)) {
-    mp_setfuncs(L, multi_meta, 0);
-    lua_newtable(L);
-    mp_setfuncs(L, multi_methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, MULTI_MT);
-    lua_setfield(L, -2, "__name");
-  }
-  lua_pop(L, 1);
+  mp_register_class(L, MULTI_MT, multi_meta, multi_methods);
   lua_pushcfunction(L, multi_new);
   lua_setfield(L, -2, "multi");
 }

@@ -519,16 +519,20 @@ static const luaL_Reg functions[] = {{"session", session_new},
                                      {"now", core_now},
                                      {NULL, NULL}};
 
-void mp_open_transport(lua_State *L) {
-  if (luaL_newmetatable(L, SESSION_MT)) {
-    mp_setfuncs(L, session_meta, 0);
+void mp_register_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *fields) {
+  if (luaL_newmetatable(L, name)) {
+    mp_setfuncs(L, meta, 0);
     lua_newtable(L);
-    mp_setfuncs(L, session_methods, 0);
+    mp_setfuncs(L, fields, 0);
     lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, SESSION_MT);
+    lua_pushstring(L, name); /* 5.1 and LuaJIT do not set it themselves */
     lua_setfield(L, -2, "__name");
   }
   lua_pop(L, 1);
+}
+
+void mp_open_transport(lua_State *L) {
+  mp_register_class(L, SESSION_MT, session_meta, session_methods);
   mp_setfuncs(L, functions, 0);
   mp_open_multi(L);
 }

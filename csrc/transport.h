@@ -67,6 +67,10 @@ const mp_conf *mp_session_conf(lua_State *L, int idx);
 /* Adds core.multi to the module table on top of the stack (multi.c). */
 void mp_open_multi(lua_State *L);
 
+/* The metatable `name` (registry) with metamethods `meta`, the functions `fields` as its
+ * __index and __name set: one shape for the session and batch userdata. */
+void mp_register_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *fields);
+
 /* The response buffer kept between requests; a larger one is freed. */
 #define MP_KEEP_BUFFER (1024 * 1024)
 
