@@ -45,7 +45,6 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   return mp_buf_add(&a->body, data, len) ? len : 0;
 }
 
-/* Copy a header value without its trailing CR/LF, truncated to fit. */
 /* Copy a header value without its trailing CR/LF, truncated to fit.  Only
  * printable ASCII is kept (others become '?'): these values end up in error
  * messages and log lines, where a hostile server must not inject lines. */
@@ -75,28 +74,41 @@ static int header_is(const char *line, size_t n, const char *name, size_t nlen) 
 
 #define HEADER_IS(line, n, lit) header_is((line), (n), lit, sizeof(lit) - 1)
 
+/* The headers we read; every other one is skipped before its value is
+ * copied (an answer carries a handful, and this runs for each). */
+enum { H_OTHER, H_REQUEST_ID, H_CONTENT_TYPE, H_RETRY_AFTER, H_RETRY_AFTER_MS };
+
+static int header_kind(const char *line, size_t len) {
+  switch (line[0] | 0x20) { /* ASCII lower case: a cheap first sieve */
+    case 'x': return HEADER_IS(line, len, "x-vercel-id") ? H_REQUEST_ID : H_OTHER;
+    case 'c': return HEADER_IS(line, len, "content-type") ? H_CONTENT_TYPE : H_OTHER;
+    case 'r':
+      if (HEADER_IS(line, len, "retry-after")) return H_RETRY_AFTER;
+      return HEADER_IS(line, len, "retry-after-ms") ? H_RETRY_AFTER_MS : H_OTHER;
+    default: return H_OTHER;
+  }
+}
+
 static size_t on_header(char *line, size_t size, size_t n, void *ud) {
   mp_answer *a = (mp_answer *)ud;
   size_t len = size * n, skip;
-  const char *colon;
+  int kind;
   char value[128];
   if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new response starts */
     a->request_id[0] = a->content_type[0] = '\0';
     a->retry_after = a->retry_after_ms = -1;
     return len;
   }
-  if ((colon = (const char *)memchr(line, ':', len)) == NULL) return len;
-  skip = (size_t)(colon - line) + 1;
+  if (len == 0 || (kind = header_kind(line, len)) == H_OTHER) return len;
+  skip = (size_t)((const char *)memchr(line, ':', len) - line) + 1;
   while (skip < len && line[skip] == ' ') skip++;
   copy_value(value, sizeof value, line + skip, len - skip);
-  if (HEADER_IS(line, len, "x-vercel-id"))
-    memcpy(a->request_id, value, sizeof value);
-  else if (HEADER_IS(line, len, "content-type"))
-    memcpy(a->content_type, value, sizeof value);
-  else if (HEADER_IS(line, len, "retry-after"))
-    a->retry_after = parse_retry_after(value);
-  else if (HEADER_IS(line, len, "retry-after-ms"))
-    a->retry_after_ms = parse_retry_after(value) / 1000.0;
+  switch (kind) {
+    case H_REQUEST_ID: memcpy(a->request_id, value, sizeof value); break;
+    case H_CONTENT_TYPE: memcpy(a->content_type, value, sizeof value); break;
+    case H_RETRY_AFTER: a->retry_after = parse_retry_after(value); break;
+    default: a->retry_after_ms = parse_retry_after(value) / 1000.0;
+  }
   return len;
 }
 
@@ -457,20 +469,25 @@ static const char *id_problem(const char *id, size_t len) {
   return NULL;
 }
 
-/* core.escape_id(id) -> escaped | nil, message.  A non-string raises. */
+/* core.escape_id(id [, before [, after]]) -> before..escaped..after | nil,
+ * message.  The affixes make a request's URL in one string, not three.  A
+ * non-string id raises. */
 static int escape_id(lua_State *L) {
   static const char hex[] = "0123456789ABCDEF";
-  size_t len, i;
-  const char *id, *problem;
+  size_t len, i, blen = 0, alen = 0;
+  const char *id, *problem, *before, *after;
   luaL_Buffer b;
   if (lua_type(L, 1) != LUA_TSTRING) return luaL_argerror(L, 1, "resource id must be a string");
   id = lua_tolstring(L, 1, &len);
+  before = luaL_optlstring(L, 2, "", &blen);
+  after = luaL_optlstring(L, 3, "", &alen);
   if ((problem = id_problem(id, len)) != NULL) {
     lua_pushnil(L);
     lua_pushstring(L, problem);
     return 2;
   }
   luaL_buffinit(L, &b);
+  luaL_addlstring(&b, before, blen);
   for (i = 0; i < len; i++) {
     unsigned char c = (unsigned char)id[i];
     if (is_unreserved(c)) {
@@ -481,6 +498,7 @@ static int escape_id(lua_State *L) {
       luaL_addchar(&b, hex[c & 15]);
     }
   }
+  luaL_addlstring(&b, after, alen);
   luaL_pushresult(&b);
   return 1;
 }

@@ -128,6 +128,16 @@ describe("vercel.marketplace", function()
       end
     end)
 
+    it("makes the whole URL in one piece (core.escape_id with a prefix and suffix)", function()
+      local core = require "vercel.marketplace.core"
+      assert.equals("a%2Fb", core.escape_id("a/b"))
+      assert.equals("http://h/r/a%2Fb/secrets", core.escape_id("a/b", "http://h/r/", "/secrets"))
+      assert.equals("pre/x", core.escape_id("x", "pre/"))
+      local none, why = core.escape_id("..", "http://h/r/", "/secrets")
+      assert.is_nil(none)
+      assert.equals("must not be '.' or '..'", why)
+    end)
+
     it("refuses ids that are empty, '.', '..' or hold control characters", function()
       local _, before = last_request()
       for _, id in ipairs({ "", ".", "..", "a\nb", "a\0b", "tab\t" }) do

@@ -120,13 +120,15 @@ local OPS = {
 M._OPS = OPS
 
 --- Everything about a request that can be known before sending it:
--- `method, path, json` or `nil, err` (a `validation` error: nothing is sent).
+-- `method, url, json` or `nil, err` (a `validation` error: nothing is sent).
 -- Batches use this too, so a batch item is refused exactly as a single call.
+-- The URL is made in one piece (C); its path is cut from it only when an
+-- error or a log line names it (`_path`).
 -- @local
 function Installation:_prepare(op, id, body)
   local o = OPS[op]
-  local esc, problem = core.escape_id(id)
-  if not esc then
+  local url, problem = core.escape_id(id, self._resources, o.suffix)
+  if not url then
     return nil, errors.new("validation", "invalid resource id; nothing was sent",
       { errors = { { path = "id", message = problem } } })
   end
@@ -136,22 +138,28 @@ function Installation:_prepare(op, id, body)
     json, problems = core.encode(o.kind, body)
     if not json then return nil, errors.validation(o.kind, problems) end
   end
-  return o.method, self._prefix .. "/resources/" .. esc .. (o.suffix or ""), json
+  return o.method, url, json
+end
+
+--- The path of one of our URLs (what errors and log lines show).
+-- @local
+function Installation:_path(url)
+  return url:sub(self._base_len + 1)
 end
 
 --- One request with retries: `status, body, meta` or `nil, err`.
 -- @local
-function Installation:_send(method, path, json)
-  local opts, url = self._opts, self.base_url .. path
+function Installation:_send(method, url, json)
+  local opts = self._opts
   local attempt = 0
   while true do
     attempt = attempt + 1
     local started = self._log and core.now()
     local status, body, meta, retryable = self._session:perform(method, url, json)
-    if started then self:_log_attempt(method, path, attempt, started, status, body, meta) end
+    if started then self:_log_attempt(method, url, attempt, started, status, body, meta) end
     if status and status >= 200 and status < 300 then return status, body, meta end
     local err = response.failure(status, body, meta)
-    err.method, err.path, err.attempts = method, path, attempt
+    err.method, err.path, err.attempts = method, self:_path(url), attempt
     if attempt > opts.retries or not retry.retryable(err, retryable) then return nil, err end
     local wait = retry.delay(attempt, err, opts)
     if not wait then return nil, err end
@@ -161,20 +169,28 @@ end
 
 -- One line per attempt: what was asked, how it ended, how long it took.
 -- Bodies and headers are never logged, so neither secrets nor the token are.
-function Installation:_log_attempt(method, path, attempt, started, status, body, meta)
+function Installation:_log_attempt(method, url, attempt, started, status, body, meta)
   local outcome = status and tostring(status) or (body .. ": " .. tostring(meta))
   local rid = status and meta.request_id and (" " .. meta.request_id) or ""
   self._log(("vercel.marketplace: %s %s -> %s (attempt %d, %.0f ms)%s"):format(
-    method, path, outcome, attempt, (core.now() - started) * 1000, rid))
+    method, self:_path(url), outcome, attempt, (core.now() - started) * 1000, rid))
+end
+
+--- The value of a 2xx answer to `method url`, or nil and its decode error.
+-- @local
+function Installation:_value(answer, status, body, meta, method, url)
+  local v, err = response.value(answer, status, body, meta)
+  if v == nil then err.method, err.path = method, self:_path(url) end
+  return v, err
 end
 
 -- Prepare, send and read one operation.
 function Installation:_run(op, id, body)
-  local method, path, json = self:_prepare(op, id, body)
-  if not method then return nil, path end
-  local status, resp, meta = self:_send(method, path, json)
+  local method, url, json = self:_prepare(op, id, body)
+  if not method then return nil, url end
+  local status, resp, meta = self:_send(method, url, json)
   if not status then return nil, resp end
-  return response.value(OPS[op].answer, status, resp, meta, method, path)
+  return self:_value(OPS[op].answer, status, resp, meta, method, url)
 end
 
 --- Import (upsert) a resource: `PUT /v1/installations/{id}/resources/{rid}`.
@@ -211,14 +227,14 @@ end
 --- List the installation's resources: `GET .../resources`.
 -- @return an array of resource objects, or nil, err
 function Installation:list()
-  local path = self._prefix .. "/resources"
-  local status, body, meta = self:_send("GET", path)
+  local url = self._resources:sub(1, -2)
+  local status, body, meta = self:_send("GET", url)
   if not status then return nil, body end
-  local v, err = response.value("object", status, body, meta, "GET", path)
+  local v, err = self:_value("object", status, body, meta, "GET", url)
   if not v then return nil, err end
   if type(v.resources) ~= "table" then
     return nil, errors.new("decode", "expected a \"resources\" array",
-      { status = status, request_id = meta.request_id, method = "GET", path = path })
+      { status = status, request_id = meta.request_id, method = "GET", path = self:_path(url) })
   end
   for _, r in ipairs(v.resources) do
     if type(r) == "table" then resource.wrap(self, r) end
@@ -362,7 +378,8 @@ function M.installation(id, opts)
     _log = o.log or (os.getenv("MARKETPLACE_DEBUG") == "1" and stderr_log) or nil,
     id = id,
     base_url = base,
-    _prefix = "/v1/installations/" .. esc,
+    _resources = base .. "/v1/installations/" .. esc .. "/resources/",
+    _base_len = #base,
     _opts = o,
     _session = session,
     _sleep = sleep,

@@ -86,13 +86,13 @@ local function parts(op, item)
   return item.id, item.body
 end
 
--- A request ready to go: {i, method, path, json, attempt}, or nil, err.
+-- A request ready to go: {i, method, url, json, attempt}, or nil, err.
 local function prepare(inst, op, i, item)
   local id, body = parts(op, item)
   if not id then return nil, body end
-  local method, path, json = inst:_prepare(op, id, body)
-  if not method then return nil, path end
-  return { i = i, method = method, path = path, json = json, attempt = 0 }
+  local method, url, json = inst:_prepare(op, id, body)
+  if not method then return nil, url end
+  return { i = i, method = method, url = url, json = json, attempt = 0 }
 end
 
 -- One batch run ----------------------------------------------------------
@@ -109,7 +109,7 @@ end
 
 -- The value of a 2xx answer, or its decode error.
 function Run:succeeded(req, status, body, meta)
-  local v, err = response.value(self.answer, status, body, meta, req.method, req.path)
+  local v, err = self.inst:_value(self.answer, status, body, meta, req.method, req.url)
   if v == nil then return self:settle(req.i, false, err) end
   self:settle(req.i, true, v)
 end
@@ -118,7 +118,7 @@ end
 -- whole batch until the wait it asked for has passed.
 function Run:failed(req, status, body, meta, retryable)
   local err = response.failure(status, body, meta)
-  err.method, err.path, err.attempts = req.method, req.path, req.attempt
+  err.method, err.path, err.attempts = req.method, self.inst:_path(req.url), req.attempt
   local wait = req.attempt <= self.opts.retries and retry.retryable(err, retryable)
       and retry.delay(req.attempt, err, self.opts)
   if not wait then return self:settle(req.i, false, err) end
@@ -165,7 +165,7 @@ function Run:sequential()
   while self.done < self.total do
     local req = self:fresh()
     if not req then return end
-    local status, body, meta = self.inst:_send(req.method, req.path, req.json)
+    local status, body, meta = self.inst:_send(req.method, req.url, req.json)
     if status then self:succeeded(req, status, body, meta) else self:settle(req.i, false, body) end
   end
 end
@@ -193,7 +193,6 @@ function Run:fill()
     local slot = free[nfree]
     free[nfree], nfree = nil, nfree - 1
     req.attempt = req.attempt + 1
-    req.url = req.url or self.base .. req.path -- kept for its retries
     if self.log then req.started = core.now() end
     slots[slot] = req
     m:start(slot, req.method, req.url, req.json)
@@ -207,7 +206,7 @@ function Run:finish(slot)
   self.free[#self.free + 1] = slot
   local status, body, meta, retryable = self.multi:result(slot)
   if req.started then -- the installation's `log` option: one line per attempt
-    self.inst:_log_attempt(req.method, req.path, req.attempt, req.started, status, body, meta)
+    self.inst:_log_attempt(req.method, req.url, req.attempt, req.started, status, body, meta)
   end
   if status and status >= 200 and status < 300 then return self:succeeded(req, status, body, meta) end
   self:failed(req, status, body, meta, retryable)
@@ -249,7 +248,7 @@ function M.run(inst, op, items, opts)
   local n, progress = check_opts(fname, opts)
   local self = setmetatable({
     inst = inst, op = op, items = items, total = total, results = {}, done = 0, next = 1,
-    opts = inst._opts, base = inst.base_url, answer = require("vercel.marketplace")._OPS[op].answer,
+    opts = inst._opts, answer = require("vercel.marketplace")._OPS[op].answer,
     progress = progress, sleep = inst._sleep, log = inst._log ~= nil and inst._log_attempt ~= nil,
     waiting = {}, pause_until = 0, slots = {}, free = {}, done_slots = {},
   }, Run)

@@ -60,13 +60,14 @@ end
 
 --- The value of a successful answer: `"object"` answers are decoded JSON
 -- objects, `"none"` answers (204, 201 without a body) are `true`.
--- @return the value, or nil and a `decode` error
-function M.value(answer, status, body, meta, method, path)
+-- @return the value, or nil and a `decode` error (the caller adds `method`
+--  and `path`, as to the errors of `failure`)
+function M.value(answer, status, body, meta)
   if answer == "none" then return true end
   local v, why = M.decode_object(body)
   if v then return v end
   return nil, errors.new("decode", ("expected a JSON object, got %s"):format(why), {
-    status = status, request_id = meta.request_id, method = method, path = path,
+    status = status, request_id = meta.request_id,
   })
 end
 
