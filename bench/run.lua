@@ -3,7 +3,8 @@
 -- (bench/nginx.conf, started on free ports here and stopped by pid).
 --
 --   imports/s, sequential and 8 in flight: this library vs a raw libcurl C
---     loop sending the same bytes (bench/raw_curl.c, the ceiling)
+--     loop sending the same bytes (bench/raw_curl.c, the ceiling); then the
+--     same against a server whose answers take 1 ms
 --   bodies/s validated+encoded by core.encode vs cjson.encode of the table
 --   peak memory (VmHWM) over BENCH_REQUESTS requests (default 100000)
 --   new TLS connections with libcurl's CA cache in effect or not
@@ -106,20 +107,23 @@ local function stop(pid)
   os.execute("kill -KILL " .. pid .. " 2>/dev/null")
 end
 
--- Start nginx on two free ports; a few tries, in case a port is taken
--- between the probe and the bind.
+-- Start nginx on three free ports; a few tries, in case a port is taken
+-- between the probe and the bind.  Returns its pid and the ports.
 local function start_nginx(dir, cert, key)
   local template = assert(read_file(HERE .. "/nginx.conf"))
   for _ = 1, 5 do
-    local port, tls_port = free_port(), free_port()
+    local port, tls_port, slow_port = free_port(), free_port(), free_port()
     local conf = template:gsub("@(%u[%u_]*)@", {
-      PREFIX = dir, PORT = tostring(port), TLS_PORT = tostring(tls_port), CERT = cert, KEY = key })
+      PREFIX = dir, MODULES = helper.nginx_modules(), PORT = tostring(port), TLS_PORT = tostring(tls_port),
+      SLOW_PORT = tostring(slow_port), CERT = cert, KEY = key })
     write_file(dir .. "/nginx.conf", conf)
     local cmd = ("exec nginx -p %s -c %s -e %s </dev/null >/dev/null 2>&1"):format(q(dir), q(dir .. "/nginx.conf"),
       q(dir .. "/error.log"))
     local pid = assert(tonumber(capture("sh -c " .. q(cmd .. " & echo $!"))))
     for _ = 1, 100 do -- about 5 s
-      if port_open(port) and port_open(tls_port) then return pid, port, tls_port end
+      if port_open(port) and port_open(tls_port) and port_open(slow_port) then
+        return pid, { plain = port, tls = tls_port, slow = slow_port }
+      end
       if not alive(pid) then break end
       os.execute("sleep 0.05")
     end
@@ -239,9 +243,9 @@ local function main()
   local dir = capture("mktemp -d /tmp/vercel-marketplace-bench.XXXXXX"):gsub("%s+$", "")
   assert(dir ~= "", "mktemp failed")
   local cert, key, bundle = make_certificate(dir)
-  local pid, port, tls_port = start_nginx(dir, cert, key)
+  local pid, ports = start_nginx(dir, cert, key)
   local ok, err = pcall(function()
-    local url = "http://127.0.0.1:" .. port
+    local url = "http://127.0.0.1:" .. ports.plain
     local put = url .. "/v1/installations/icfg_bench/resources/db_1"
     local json = assert(core.encode("import", import_body(1)))
     line("vercel-marketplace %s, %s, libcurl %s; nginx on 127.0.0.1 answering at once", core.VERSION, _VERSION,
@@ -254,6 +258,16 @@ local function main()
     local lb, rb = lib_vs_raw(url, N, ("multi %s %d %s 8"):format(q(put), N, q(json)), batch)
     line("%-40s %12.0f %12.0f %7.2fx", "8 in flight, " .. N .. " requests", lb, rb, lb / rb)
     line("")
+    -- The same against answers that take 1 ms: fewer requests, as each waits.
+    local slow = "http://127.0.0.1:" .. ports.slow
+    local slow_put = slow .. "/v1/installations/icfg_bench/resources/db_1"
+    local SN, SB = math.max(1, math.floor(N / 20)), math.max(1, math.floor(N / 4))
+    line("%-40s %12s %12s %8s", "imports/s, answers taking 1 ms", "library", "raw libcurl", "ratio")
+    ls, rs = lib_vs_raw(slow, SN, ("easy %s %d %s"):format(q(slow_put), SN, q(json)), sequential)
+    line("%-40s %12.0f %12.0f %7.2fx", "sequential, " .. SN .. " requests", ls, rs, ls / rs)
+    lb, rb = lib_vs_raw(slow, SB, ("multi %s %d %s 8"):format(q(slow_put), SB, q(json)), batch)
+    line("%-40s %12.0f %12.0f %7.2fx", "8 in flight, " .. SB .. " requests", lb, rb, lb / rb)
+    line("")
     local E = N * 10
     local ours, theirs = encoders(E)
     line("%-40s %12s %12s %8s", "bodies/s", "core.encode", "cjson.encode", "ratio")
@@ -264,7 +278,7 @@ local function main()
       line("%-40s %12d %12d %8d", ("after %d requests"):format(r[1]), r[2], r[3], r[4])
     end
     line("")
-    local tls = "https://localhost:" .. tls_port
+    local tls = "https://localhost:" .. ports.tls
     local tls_put = tls .. "/v1/installations/icfg_bench/resources/db_1"
     line("%-40s %12s %12s %8s", "new TLS connection per request", "cached CA", "no CA cache", "ratio")
     local lc, lc_cpu = lib_tls(tls, TLS_N, { ca_file = bundle })

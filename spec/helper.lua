@@ -285,8 +285,8 @@ end
 -- nginx ---------------------------------------------------------------------
 
 -- The directory holding ngx_http_lua_module.so, looked for as the emulator
--- launcher does.
-local function nginx_modules()
+-- launcher does (the bench loads it too).
+function helper.nginx_modules()
   for _, d in ipairs({ os.getenv("VERCEL_MARKETPLACE_NGINX_MODULES") or "", "/usr/share/nginx/modules",
                        "/usr/lib/nginx/modules" }) do
     if d ~= "" and read_file(d .. "/ngx_http_lua_module.so") then return d end
@@ -330,7 +330,7 @@ function helper.start_nginx(http_body, opts)
   local prefix = os.tmpname()
   os.remove(prefix)
   assert(execute("mkdir -m 700 " .. q(prefix) .. " && mkdir " .. q(prefix .. "/tmp")))
-  local modules = nginx_modules()
+  local modules = helper.nginx_modules()
   local cpath = os.getenv("VERCEL_MARKETPLACE_LUAJIT_CPATH") or (helper.root .. "/build/luajit/?.so")
   local lua_path = helper.root .. "/lua/?.lua;" .. helper.root .. "/lua/?/init.lua;"
   if opts.lua_path then lua_path = opts.lua_path .. "/?.lua;" .. lua_path end
