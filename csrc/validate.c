@@ -308,12 +308,25 @@ static int has_index1(lua_State *L, int idx) {
   return arr;
 }
 
+/* core.array_mt marks a table as an array even when it is empty: a Lua
+ * table cannot tell `{}` from `[]` by itself. */
+#define ARRAY_MT "vercel.marketplace.array"
+
+static int is_marked_array(lua_State *L, int idx) {
+  int marked;
+  if (!lua_getmetatable(L, idx)) return 0;
+  luaL_getmetatable(L, ARRAY_MT);
+  marked = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return marked;
+}
+
 /* A type name for messages: cjson.null is "null", tables "array" or "object". */
 static const char *type_name(lua_State *L, int idx) {
   int t = lua_type(L, idx);
   if (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, idx) == NULL) return "null";
   if (t != LUA_TTABLE) return lua_typename(L, t);
-  return has_index1(L, idx) ? "array" : "object";
+  return has_index1(L, idx) || is_marked_array(L, idx) ? "array" : "object";
 }
 
 static void problem_type(mp_walk *w, const char *want, int idx) {
@@ -554,9 +567,16 @@ static void walk_table(mp_walk *w, int t) {
   if (!enter(w, t, 4)) return;
   lua_pushnil(w->L);
   if (!lua_next(w->L, t)) {
-    emit(w, "{}", 2); /* empty: an object, as metadata and extras want */
+    /* empty: an object, as metadata and extras want, unless marked */
+    if (is_marked_array(w->L, t)) emit(w, "[]", 2);
+    else emit(w, "{}", 2);
   } else if (lua_type(w->L, -2) == LUA_TSTRING) {
-    walk_members(w, t);
+    if (is_marked_array(w->L, t)) {
+      lua_pop(w->L, 2);
+      problem(w, "marked as an array (marketplace.array) but has string keys");
+    } else {
+      walk_members(w, t);
+    }
   } else {
     lua_pop(w->L, 2);
     walk_sequence(w, t);
@@ -584,7 +604,7 @@ static void walk_any(mp_walk *w, int idx) {
 
 /* metadata, extras: any JSON inside, but an object at the top. */
 static void walk_map(mp_walk *w, int idx) {
-  if (lua_type(w->L, idx) != LUA_TTABLE || has_index1(w->L, idx))
+  if (lua_type(w->L, idx) != LUA_TTABLE || has_index1(w->L, idx) || is_marked_array(w->L, idx))
     problem_type(w, "object", idx);
   else
     walk_table(w, idx);
@@ -810,7 +830,7 @@ static void walk_object(mp_walk *w, const mp_object *o, int t, int update) {
   lua_State *L = w->L;
   int pos[MP_MAX_FIELDS] = {0};
   int base = lua_gettop(L), strays, first = 1;
-  if (lua_type(L, t) != LUA_TTABLE) {
+  if (lua_type(L, t) != LUA_TTABLE || is_marked_array(L, t)) {
     problem_type(w, "object", t);
     return;
   }
@@ -892,25 +912,97 @@ static int l_encode_value(lua_State *L) {
   return run(L, NULL, 1, 1);
 }
 
-#if LUA_VERSION_NUM >= 503
-/* Floats that are integers become integers; tables on the current path are
- * skipped, so a cycle cannot loop. */
+/* --- after cjson: what Debian's cjson 2.1.0 loses ------------------------------ */
+
+/* The string an empty JSON array stands for while cjson decodes: 0xFF is never
+ * UTF-8, so no JSON text holds it in a string, and our encoder refuses it. */
+#define EMPTY_ARRAY "\xff\xfe[]"
+#define EMPTY_ARRAY_JSON "\"" EMPTY_ARRAY "\""
+
+static int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* Past the string literal whose opening quote is at s[i]. */
+static size_t skip_string(const char *s, size_t n, size_t i) {
+  for (i++; i < n; i++) {
+    if (s[i] == '\\') i++;
+    else if (s[i] == '"') return i + 1;
+  }
+  return n;
+}
+
+/* core.mark_empty_arrays(json) -> json with each empty array (outside
+ * strings) written as the placeholder string, and the placeholder; or json
+ * alone when it has none.  Most answers have no '[' at all. */
+static int l_mark_empty_arrays(lua_State *L) {
+  size_t n, i = 0, from = 0, j;
+  const char *s = luaL_checklstring(L, 1, &n);
+  int found = 0;
+  luaL_Buffer b;
+  lua_settop(L, 1);
+  if (memchr(s, '[', n) == NULL) return 1;
+  while (i < n) {
+    if (s[i] == '"') {
+      i = skip_string(s, n, i);
+      continue;
+    }
+    if (s[i++] != '[') continue;
+    for (j = i; j < n && is_json_space(s[j]); j++) {}
+    if (j == n || s[j] != ']') continue;
+    if (!found) luaL_buffinit(L, &b);
+    found = 1;
+    luaL_addlstring(&b, s + from, i - 1 - from);
+    luaL_addstring(&b, EMPTY_ARRAY_JSON);
+    from = i = j + 1;
+  }
+  if (!found) return 1;
+  luaL_addlstring(&b, s + from, n - from);
+  luaL_pushresult(&b);
+  lua_pushliteral(L, EMPTY_ARRAY);
+  return 2;
+}
+
+/* Tables on the current path are skipped, so a cycle cannot loop. */
 typedef struct mp_intz {
   int depth;
+  int arrays; /* placeholders become marked empty arrays */
   const void *open[INTEGERIZE_DEPTH];
 } mp_intz;
 
-static void integerize_value(lua_State *L, int t) {
+static int is_placeholder(lua_State *L, int idx) {
+  size_t len;
+  const char *v;
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  v = lua_tolstring(L, idx, &len);
+  return len == sizeof(EMPTY_ARRAY) - 1 && memcmp(v, EMPTY_ARRAY, len) == 0;
+}
+
+static void push_empty_array(lua_State *L) {
+  lua_newtable(L);
+  luaL_getmetatable(L, ARRAY_MT);
+  lua_setmetatable(L, -2);
+}
+
+/* The value at -1 (its key at -2) of table t, fixed in place: floats that
+ * are integers become integers (5.3+), placeholders empty arrays. */
+static void restore_value(lua_State *L, int t, const mp_intz *z) {
+#if LUA_VERSION_NUM >= 503
   lua_Integer i;
   if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
       lua_numbertointeger(lua_tonumber(L, -1), &i) && (lua_Number)i == lua_tonumber(L, -1)) {
     lua_pushvalue(L, -2);
     lua_pushinteger(L, i);
     lua_rawset(L, t); /* an existing key: allowed during lua_next */
+    return;
+  }
+#endif
+  if (z->arrays && is_placeholder(L, -1)) {
+    lua_pushvalue(L, -2);
+    push_empty_array(L);
+    lua_rawset(L, t);
   }
 }
 
-static void integerize_table(lua_State *L, int t, mp_intz *z) {
+static void restore_table(lua_State *L, int t, mp_intz *z) {
   const void *p = lua_topointer(L, t);
   int i;
   if (z->depth >= INTEGERIZE_DEPTH || !lua_checkstack(L, 6)) return;
@@ -919,26 +1011,38 @@ static void integerize_table(lua_State *L, int t, mp_intz *z) {
   z->open[z->depth++] = p;
   lua_pushnil(L);
   while (lua_next(L, t)) {
-    if (lua_type(L, -1) == LUA_TTABLE) integerize_table(L, lua_gettop(L), z);
-    else integerize_value(L, t);
+    if (lua_type(L, -1) == LUA_TTABLE) restore_table(L, lua_gettop(L), z);
+    else restore_value(L, t, z);
     lua_pop(L, 1);
   }
   z->depth--;
 }
-#endif
 
-static int l_integerize(lua_State *L) {
+static int restore(lua_State *L, int arrays) {
   luaL_checkany(L, 1);
   lua_settop(L, 1);
-#if LUA_VERSION_NUM >= 503
+  if (arrays && is_placeholder(L, 1)) {
+    push_empty_array(L);
+    return 1;
+  }
+#if LUA_VERSION_NUM < 503
+  if (!arrays) return 1; /* no integer subtype before 5.3 */
+#endif
   if (lua_type(L, 1) == LUA_TTABLE) {
     mp_intz z; /* 8 KiB of C stack, no allocation */
     z.depth = 0;
-    integerize_table(L, 1, &z);
+    z.arrays = arrays;
+    restore_table(L, 1, &z);
   }
-#endif
   return 1;
 }
+
+/* core.integerize(v) -> v, its integral floats made integers (5.3+). */
+static int l_integerize(lua_State *L) { return restore(L, 0); }
+
+/* core.restore(v) -> v after cjson.decode of mark_empty_arrays' text:
+ * integers as integerize, and each placeholder an empty core.array_mt table. */
+static int l_restore(lua_State *L) { return restore(L, 1); }
 
 void mp_open_codec(lua_State *L) {
   static const luaL_Reg funcs[] = {
@@ -946,6 +1050,8 @@ void mp_open_codec(lua_State *L) {
       {"encode", l_encode},
       {"encode_value", l_encode_value},
       {"integerize", l_integerize},
+      {"mark_empty_arrays", l_mark_empty_arrays},
+      {"restore", l_restore},
       {NULL, NULL},
   };
   lua_createtable(L, 0, 2);
@@ -957,4 +1063,6 @@ void mp_open_codec(lua_State *L) {
   lua_remove(L, -2);
   push_names(L);
   mp_setfuncs(L, funcs, 3);
+  luaL_newmetatable(L, ARRAY_MT);
+  lua_setfield(L, -2, "array_mt");
 }

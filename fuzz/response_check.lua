@@ -5,7 +5,8 @@
 --     a body that is a strict JSON object (strict_json) no deeper than
 --     cjson's limit always decodes;
 --  3. after integerize no float with an integral value in integer range is
---     left, and integerize changes nothing more a second time;
+--     left, and integerize changes nothing more a second time; no
+--     empty-array placeholder is left (unless the body held its bytes);
 --  4. the http error is well-formed: kind "http", the status, string or nil
 --     code and api_message, a table or nil limit, a one-line tostring that
 --     holds the status; value() is the decoded table or a "decode" error.
@@ -15,14 +16,19 @@ local errors = require "vercel.marketplace.error"
 
 local function fail(fmt, ...) error(fmt:format(...), 2) end
 
--- Float values that integerize should have turned into integers.
-local function check_integers(t, depth, seen)
+local PLACEHOLDER = "\255\254[]" -- what an empty array is while cjson decodes (csrc/validate.c)
+
+-- Float values that integerize should have turned into integers, and
+-- placeholders that should have become empty arrays.
+local function check_integers(t, depth, seen, placeholders)
   if depth > 1000 or seen[t] then return end
   seen[t] = true
   for k, v in next, t do
-    if type(v) == "table" then check_integers(v, depth + 1, seen)
+    if type(v) == "table" then check_integers(v, depth + 1, seen, placeholders)
     elseif math.type(v) == "float" and math.tointeger(v) and v ~= math.maxinteger + 1.0 then
       fail("integerize left %s at key %s", tostring(v), tostring(k))
+    elseif v == PLACEHOLDER and not placeholders then
+      fail("an empty-array placeholder was left at key %s", tostring(k))
     end
   end
 end
@@ -49,7 +55,7 @@ return function(status, body, flags)
   elseif type(v) ~= "table" then
     fail("decode_object returned a %s", type(v))
   else
-    check_integers(v, 0, {})
+    check_integers(v, 0, {}, body:find("\255\254", 1, true) ~= nil)
     local again = core.integerize(v)
     if again ~= v then fail("integerize did not return its argument") end
   end

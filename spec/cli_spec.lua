@@ -149,6 +149,16 @@ describe("vercel-marketplace (command line)", function()
       assert.same({ "res_01", "res_02", "res_03" }, partner_ids())
     end)
 
+    it("sends an empty array of the file as [] and an empty object as {}", function()
+      local text = '[{"id":"res_01","productId":"p","name":"n","status":"ready",'
+          .. '"metadata":{"regions":[ ],"opts":{}}}]'
+      local code, _, err = run({ "sync", "-" }, { env = env, stdin = text })
+      assert.equals(0, code, err)
+      local body = emu:requests()[1].body
+      assert.truthy(body:find('"regions":[]', 1, true), body)
+      assert.truthy(body:find('"opts":{}', 1, true), body)
+    end)
+
     it("exits 1 when an item fails, naming it, and imports the others", function()
       emu:control("POST", "/_emulator/faults", { method = "PUT", path = "/v1/installations/" .. ICFG .. "/resources/res_02",
         status = 409, error = { code = "conflict", message = "busy" } })

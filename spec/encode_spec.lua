@@ -279,3 +279,60 @@ describe("integerize", function()
     end)
   end
 end)
+
+-- A Lua table cannot tell {} from []: marketplace.array marks the arrays
+-- that must stay arrays when empty, and answers come back marked.
+describe("empty arrays (marketplace.array)", function()
+  local marketplace = require "vercel.marketplace"
+  local response = require "vercel.marketplace.response"
+  local MINIMAL = function(extra) return with({ productId = "p", name = "n", status = "ready" }, extra) end
+
+  it("writes a marked empty table as [] inside metadata, an unmarked one as {}", function()
+    local json = core.encode("import", MINIMAL({ metadata = { regions = marketplace.array(), tags = {} } }))
+    assert.truthy(json:find('"regions":[]', 1, true))
+    assert.truthy(json:find('"tags":{}', 1, true))
+    assert.equal('[[],{}]', core.encode_value({ marketplace.array(), {} }))
+  end)
+
+  it("keeps a marked table's items and returns the table it was given", function()
+    local t = { "a", "b" }
+    assert.equal(t, marketplace.array(t))
+    assert.equal('["a","b"]', core.encode_value(t))
+  end)
+
+  it("refuses a marked table where an object belongs, and string keys in a marked one", function()
+    assert.same({ "metadata: expected object, got array" }, encode_problems("import", MINIMAL({ metadata = marketplace.array() })))
+    assert.same({ "billingPlan: expected object, got array" },
+      encode_problems("import", MINIMAL({ billingPlan = marketplace.array() })))
+    local bad = marketplace.array()
+    bad.x = 1
+    assert.same({ "metadata.k: marked as an array (marketplace.array) but has string keys" },
+      encode_problems("import", MINIMAL({ metadata = { k = bad } })))
+  end)
+
+  it("raises for a non-table or a table with another metatable", function()
+    assert.has_error(function() marketplace.array(1) end, "bad argument #1 to 'array' (table expected, got number)")
+    assert.has_error(function() marketplace.array(setmetatable({}, {})) end,
+      "bad argument #1 to 'array' (table has a metatable)")
+  end)
+
+  it("marks the empty arrays of a decoded answer, at any depth, and only those", function()
+    local v = assert(response.decode_object('{"a":[],"o":{},"n":[[ ],{"x":[\n]}],"s":"[]","e":"\\"[]"}'))
+    assert.equal(core.array_mt, getmetatable(v.a))
+    assert.is_nil(getmetatable(v.o))
+    assert.equal(core.array_mt, getmetatable(v.n[1]))
+    assert.equal(core.array_mt, getmetatable(v.n[2].x))
+    assert.equal("[]", v.s)
+    assert.equal('"[]', v.e)
+    local json = core.encode("import", MINIMAL({ metadata = v })) -- sent back as it came
+    for _, part in ipairs({ '"a":[]', '"o":{}', '"n":[[],{"x":[]}]', '"s":"[]"', '"e":"\\"[]"' }) do
+      assert.truthy(json:find(part, 1, true), part)
+    end
+  end)
+
+  it("decodes a bare [] as a marked empty array, and reports positions in the original text", function()
+    assert.equal(core.array_mt, getmetatable(response.decode_object("[ ]")))
+    local _, why = response.decode_object('{"a":[],"b":x}')
+    assert.equal(select(2, require("cjson.safe").decode('{"a":[],"b":x}')), why)
+  end)
+end)

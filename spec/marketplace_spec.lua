@@ -128,6 +128,20 @@ describe("vercel.marketplace", function()
       end
     end)
 
+    it("keeps empty arrays in metadata through import, get and a second import", function()
+      local body = { productId = "p", name = "n", status = "ready",
+                     metadata = { regions = marketplace.array(), tags = { "a" }, opts = {} } }
+      assert.truthy(inst:import("db_arrays", body))
+      local sent = cjson.decode((last_request()).body)
+      assert.equals("table", type(sent.metadata.regions))
+      assert.truthy((last_request()).body:find('"regions":[]', 1, true))
+      assert.truthy((last_request()).body:find('"opts":{}', 1, true))
+      local res = assert(inst:get("db_arrays"))
+      assert.equals(require("vercel.marketplace.core").array_mt, getmetatable(res.metadata.regions))
+      assert.truthy(inst:import("db_arrays", { productId = "p", name = "n", status = "ready", metadata = res.metadata }))
+      assert.truthy((last_request()).body:find('"regions":[]', 1, true)) -- not {}: the API wants an array
+    end)
+
     it("makes the whole URL in one piece (core.escape_id with a prefix and suffix)", function()
       local core = require "vercel.marketplace.core"
       assert.equals("a%2Fb", core.escape_id("a/b"))

@@ -330,4 +330,11 @@ function marketplace.installation(id, opts) end
 ---@return vercel.marketplace.Error|nil err a `validation` error listing every problem
 function marketplace.validate(kind, body) end
 
+---Mark a table as a JSON array, sent as `[]` even when empty (inside
+---`metadata` and `extras` an unmarked empty table is `{}`).
+---@generic T: table
+---@param t? T the array (default: a new empty one)
+---@return T t
+function marketplace.array(t) end
+
 return marketplace

@@ -85,6 +85,22 @@ local function check_arg(fname, argn, v, expected)
   end
 end
 
+--- Mark a table as a JSON array, so that it is sent as `[]` even when empty.
+-- A Lua table cannot tell `{}` from `[]`: inside `metadata` and `extras`
+-- an empty table is sent as `{}` unless marked.  Answers mark theirs, so a
+-- resource read back keeps its empty arrays when sent again.
+-- @tparam[opt] table t the array (default: a new empty one); its metatable is set
+-- @treturn table t
+-- @usage inst:import("db_1", {productId = "p", name = "n", status = "ready",
+--   metadata = {regions = marketplace.array()}})
+function M.array(t)
+  if t == nil then t = {} end
+  check_arg("array", 1, t, "table")
+  local mt = getmetatable(t)
+  if mt ~= nil and mt ~= core.array_mt then error("bad argument #1 to 'array' (table has a metatable)", 2) end
+  return setmetatable(t, core.array_mt)
+end
+
 --- Validate a request body offline, exactly as `import`/`update` would.
 -- @tparam string kind `"import"`, `"update"` or `"secrets"`
 -- @tparam table body

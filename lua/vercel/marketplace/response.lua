@@ -24,14 +24,21 @@ local REASONS = {
   [504] = "Gateway Timeout",
 }
 
---- Decode a JSON object.  Debian's cjson 2.1.0 gives floats, so integers are
--- restored (on Lua 5.3+) by the core.
+--- Decode a JSON object.  Debian's cjson 2.1.0 gives floats and reads `[]`
+-- as an empty table like `{}`, so the core restores integers (on Lua 5.3+)
+-- and marks empty arrays (`core.array_mt`): a resource read back and sent
+-- again keeps them.
 -- @return the table, or nil and why not
 function M.decode_object(body)
-  local v, why = cjson.decode(body)
-  if v == nil then return nil, tostring(why) end
+  local text, placeholder = core.mark_empty_arrays(body)
+  local v, why = cjson.decode(text)
+  if v == nil then
+    if placeholder then why = select(2, cjson.decode(body)) end -- positions in the caller's text
+    return nil, tostring(why)
+  end
+  if placeholder then v = core.restore(v) else v = core.integerize(v) end
   if type(v) ~= "table" then return nil, "not a JSON object" end
-  return core.integerize(v)
+  return v
 end
 
 local function string_or_nil(v)
