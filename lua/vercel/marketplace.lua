@@ -160,7 +160,7 @@ end
 --- The path of one of our URLs (what errors and log lines show).
 -- @local
 function Installation:_path(url)
-  return url:sub(self._base_len + 1)
+  return url:sub(#self.base_url + 1)
 end
 
 --- One request with retries: `status, body, meta` or `nil, err`.
@@ -395,7 +395,6 @@ function M.installation(id, opts)
     id = id,
     base_url = base,
     _resources = base .. "/v1/installations/" .. esc .. "/resources/",
-    _base_len = #base,
     _opts = o,
     _session = session,
     _sleep = sleep,
