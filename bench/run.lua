@@ -160,7 +160,7 @@ end
 
 local function raw(args)
   local bin = assert(os.getenv("BENCH_RAW_CURL"), "BENCH_RAW_CURL is not set (run `make bench`)")
-  local ua = ("vercel-marketplace-lua/%s (libcurl/%s; %s)"):format(core.VERSION, core.CURL_VERSION, _VERSION)
+  local ua = require("vercel.marketplace.transport").user_agent("libcurl") -- the library's default
   local out = capture("BENCH_USER_AGENT=" .. q(ua) .. " " .. q(bin) .. " " .. args)
   local done, secs = out:match("^(%d+) ([%d.]+)")
   assert(done, "raw_curl failed: " .. out)

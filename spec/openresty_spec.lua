@@ -46,6 +46,9 @@ function M.init(conf)
   M.init_result = { out = out, err = plain(err), phase = ngx.get_phase() }
   local ok, why = pcall(open, conf, { ca_file = "/etc/ssl/certs/ca-certificates.crt" })
   M.init_result.ca_file_refused = not ok and tostring(why) or false
+  local batch = M.shared:import_many({ { id = "init_b1", body = { productId = "p", name = "b1", status = "ready" } },
+    { id = "init_b2", body = { productId = "p", name = "b2", status = "ready" } } })
+  M.init_result.batch = { batch[1].ok and batch[1].value.name, batch[2].ok and batch[2].value.name }
 end
 
 local function reply(v)
@@ -82,6 +85,25 @@ end
 
 function M.init_answer() reply(M.init_result) end
 
+-- {opts, op, items, concurrency, stop_at} -> {results, raised, progress,
+-- phase}: a batch; on_progress raises "stop here" when done == stop_at.
+function M.batch()
+  ngx.req.read_body()
+  local call = cjson.decode(ngx.req.get_body_data())
+  local inst = open(M.conf, call.opts)
+  local progress = {}
+  local ok, results = pcall(inst[call.op .. "_many"], inst, call.items, {
+    concurrency = call.concurrency,
+    on_progress = function(done, total)
+      progress[#progress + 1] = { done, total }
+      if done == call.stop_at then error("stop here", 0) end
+    end,
+  })
+  local out = {}
+  for i, r in ipairs(ok and results or {}) do out[i] = { ok = r.ok, value = r.value, err = plain(r.err) } end
+  reply({ results = out, raised = not ok and results or nil, progress = progress, phase = ngx.get_phase() })
+end
+
 -- A call from a timer (a phase that yields too), awaited boundedly.
 function M.timer()
   ngx.req.read_body()
@@ -117,6 +139,7 @@ local function app_conf(conf, cert, dns_port)
     location = /raw { content_by_lua_block { require("app").raw() } }
     location = /init { content_by_lua_block { require("app").init_answer() } }
     location = /timer { content_by_lua_block { require("app").timer() } }
+    location = /batch { content_by_lua_block { require("app").batch() } }
   }
 ]]):format(cert, dns_port, cjson.encode(conf))
 end
@@ -242,6 +265,15 @@ describe("inside nginx", function()
       assert.is_nil(reqs[4].headers["content-type"])
     end)
 
+    it("name lua-nginx-module, not libcurl, in the default User-Agent", function()
+      in_nginx({ op = "import", args = { "ua1", BODY }, opts = { user_agent = false } })
+      in_process({ op = "import", args = { "ua1", BODY }, opts = { user_agent = false } })
+      local reqs = emu:requests()
+      assert.matches("^vercel%-marketplace%-lua/[%d.]+ %(lua%-nginx%-module/%d+%.%d+%.%d+; Lua 5%.1%)$",
+        reqs[1].headers["user-agent"])
+      assert.matches("^vercel%-marketplace%-lua/[%d.]+ %(libcurl/[%d.]+; Lua 5%.%d%)$", reqs[2].headers["user-agent"])
+    end)
+
     it("answer with the session contract of libcurl: status, body, meta", function()
       local url = emu.url .. "/v1/installations/" .. ICFG .. "/resources"
       fault(emu, { method = "GET", status = 429, retry_after = 3, count = 1 })
@@ -325,6 +357,123 @@ describe("inside nginx", function()
     end)
   end)
 
+  describe("batches", function()
+    local function items(n, prefix)
+      local t = {}
+      for i = 1, n do t[i] = { id = (prefix or "b") .. i, body = { productId = "p", name = "n" .. i, status = "ready" } } end
+      return t
+    end
+
+    local function batch(call)
+      local status, body = helper.http("POST", app.url .. "/batch", { body = cjson.encode(call), timeout = 30 })
+      assert.equals(200, status, tostring(body) .. "\n" .. app:error_log())
+      local v = cjson.decode(body)
+      assert.equals("content", v.phase)
+      return v.results, v
+    end
+
+    local function puts()
+      local n, conns = 0, {}
+      for _, r in ipairs(emu:requests()) do
+        if r.method == "PUT" then n, conns[r.connection] = n + 1, true end
+      end
+      local c = 0
+      for _ in pairs(conns) do c = c + 1 end
+      return n, c
+    end
+
+    it("keep requests in flight over several cosockets, results in input order", function()
+      fault(emu, { method = "PUT", delay = 0.3, count = 8 })
+      local results = batch({ op = "import", items = items(12), concurrency = 8 })
+      assert.equals(12, #results)
+      for i = 1, 12 do assert.same({ ok = true, value = { name = "n" .. i } }, results[i]) end
+      local n, conns = puts()
+      assert.equals(12, n)
+      assert.is_true(conns > 1, "all requests came over one connection")
+    end)
+
+    it("do not block the worker while they run", function()
+      fault(emu, { method = "PUT", delay = 1, count = 4 })
+      local out = os.tmpname()
+      local call = cjson.encode({ op = "import", items = items(4), concurrency = 4 })
+      local started = helper.now()
+      assert(helper.execute("curl -s --max-time 10 -o " .. helper.shell_quote(out)
+        .. " --data-binary " .. helper.shell_quote(call) .. " " .. helper.shell_quote(app.url .. "/batch") .. " &"))
+      for _ = 1, 50 do -- until the batch's requests reach the emulator
+        if #emu:requests() > 0 or helper.now() - started > 5 then break end
+        helper.sleep(0.02)
+      end
+      local status = helper.http("GET", app.url .. "/init")
+      local answered = helper.now() - started
+      assert.equals(200, status)
+      for _ = 1, 100 do -- the batch, bounded
+        local text = helper.read_file(out)
+        if (text and #text > 0) or helper.now() - started > 10 then break end
+        helper.sleep(0.05)
+      end
+      local v = cjson.decode((assert(helper.read_file(out))))
+      os.remove(out)
+      for i = 1, 4 do assert.is_true(v.results[i].ok) end
+      assert.is_true(answered < 0.9, ("another request waited %.2f s for the batch"):format(answered))
+    end)
+
+    it("send one at a time with concurrency = 1", function()
+      local results = batch({ op = "import", items = items(4), concurrency = 1 })
+      for i = 1, 4 do assert.is_true(results[i].ok) end
+      local n, conns = puts()
+      assert.same({ 4, 1 }, { n, conns })
+    end)
+
+    it("refuse invalid items unsent and account for every item", function()
+      local list = items(5)
+      list[2].body.status = "sideways"
+      list[4] = { id = 42, body = list[4].body }
+      local results = batch({ op = "import", items = list })
+      assert.equals(5, #results)
+      for _, i in ipairs({ 1, 3, 5 }) do assert.is_true(results[i].ok) end
+      for _, i in ipairs({ 2, 4 }) do assert.equals("validation", results[i].err.kind) end
+      assert.equals(3, (puts()))
+      local deleted = batch({ op = "delete", items = { "b1", "b3", "missing" } })
+      assert.same({ true, true, false }, { deleted[1].ok, deleted[2].ok, deleted[3].ok })
+      assert.equals(404, deleted[3].err.status)
+    end)
+
+    it("retry a 5xx burst and land every item", function()
+      fault(emu, { method = "PUT", status = 503, count = 5 })
+      local results = batch({ op = "import", items = items(10), opts = { retries = 3, retry_base = 0.01 } })
+      for i = 1, 10 do assert.is_true(results[i].ok, "item " .. i) end
+      assert.equals(15, (puts()))
+    end)
+
+    it("pause every thread on a 429 and still land everything", function()
+      assert.equals(201, (emu:control("POST", "/_emulator/rate-limit", { limit = 15, window = 1 })))
+      local started = helper.now()
+      local results = batch({ op = "import", items = items(45), opts = { retries = 4 } })
+      local elapsed = helper.now() - started
+      emu:control("DELETE", "/_emulator/rate-limit")
+      for i = 1, 45 do assert.is_true(results[i].ok, "item " .. i) end
+      -- As over libcurl: only the requests in flight when the limit ran out
+      -- see a 429, nothing new starts during a pause, so 45 items at 15 per
+      -- window take about three windows.
+      local n = puts()
+      assert.is_true(n >= 46 and n <= 45 + 8 * 4, "PUT requests: " .. n)
+      assert.is_true(elapsed >= 1.5, "the batch did not wait for Retry-After")
+    end)
+
+    it("call on_progress with (done, total), and stop when it raises", function()
+      local _, v = batch({ op = "import", items = items(6), concurrency = 3 })
+      assert.same({ { 1, 6 }, { 2, 6 }, { 3, 6 }, { 4, 6 }, { 5, 6 }, { 6, 6 } }, v.progress)
+      emu:reset()
+      fault(emu, { method = "PUT", delay = 0.2, count = 20 })
+      local results, w = batch({ op = "import", items = items(20), concurrency = 4, stop_at = 2 })
+      assert.equals("stop here", w.raised)
+      assert.same({}, results)
+      assert.same({ { 1, 20 }, { 2, 20 } }, w.progress)
+      local n = puts()
+      assert.is_true(n < 20, "the batch went on after on_progress raised: " .. n .. " requests")
+    end)
+  end)
+
   describe("init_by_lua", function()
     it("falls back to libcurl; the installation made there then uses cosockets", function()
       local status, body = helper.http("GET", app.url .. "/init")
@@ -334,6 +483,7 @@ describe("inside nginx", function()
       assert.is_nil(init.err, body)
       assert.is_nil(init.err)
       assert.same({ name = "from-init" }, init.out)
+      assert.same({ "b1", "b2" }, init.batch) -- import_many there: libcurl's multi handle
       -- (before_each reset the emulator: the resource imported at start is gone)
       local out, err, phase = in_nginx({ shared = true, op = "import", args = { "init_2", BODY } })
       assert.is_nil(err)

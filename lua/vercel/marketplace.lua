@@ -366,10 +366,6 @@ local function stderr_log(line)
   io.stderr:write(line, "\n")
 end
 
-local function user_agent()
-  return ("vercel-marketplace-lua/%s (libcurl/%s; %s)"):format(core.VERSION, core.CURL_VERSION, _VERSION)
-end
-
 --- Open an installation: the handle every operation goes through.
 -- One connection is kept alive and reused for all its requests.
 -- @tparam string id the installation id (`integrationConfigurationId`)
@@ -388,7 +384,7 @@ function M.installation(id, opts)
     max_response_size = o.max_response_size,
     ca_file = o.ca_file or nil,
     ca_path = o.ca_path or nil,
-    user_agent = o.user_agent or user_agent(),
+    user_agent = o.user_agent or nil, -- nil: each transport names itself
   })
   return setmetatable({
     _log = o.log or (os.getenv("MARKETPLACE_DEBUG") == "1" and stderr_log) or nil,

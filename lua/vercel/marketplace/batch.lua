@@ -11,18 +11,23 @@
 --
 -- The C side only moves bytes: this file decides what to start, when to
 -- wait and what to retry, and calls `on_progress` between multi steps (never
--- from inside libcurl).  Sessions that are not libcurl's (nginx cosockets)
--- get the same results one request at a time.
+-- from inside libcurl).  Inside nginx, where a request may yield, the same
+-- run is shared by `concurrency` light threads (`ngx.thread`), each sending
+-- over its own cosocket: same results, same retries, same 429 pause.
 -- @module vercel.marketplace.batch
 local core = require "vercel.marketplace.core"
 local errors = require "vercel.marketplace.error"
 local response = require "vercel.marketplace.response"
 local retry = require "vercel.marketplace.retry"
+local transport = require "vercel.marketplace.transport"
+
+local ngx = ngx -- luacheck: ignore (nil outside nginx: the threads path is then never taken)
 
 local M = {}
 
 M.DEFAULT_CONCURRENCY = 8
-local MAX_CONCURRENCY = 256
+M.MAX_CONCURRENCY = 256 -- the C multi handle's limit too
+local MAX_CONCURRENCY = M.MAX_CONCURRENCY
 local MAX_POLL = 1 -- seconds one poll may block; transfers wake it sooner
 
 local OPTIONS = { concurrency = true, on_progress = true }
@@ -114,20 +119,21 @@ function Run:succeeded(req, status, body, meta)
   self:settle(req.i, true, v)
 end
 
--- A failed attempt: settle it, or queue it for a retry.  A 429 pauses the
--- whole batch until the wait it asked for has passed.
+-- A failed attempt: settle it and return nil, or return when to try it
+-- again.  A 429 pauses the whole batch until the wait it asked for has
+-- passed.
 function Run:failed(req, status, body, meta, retryable)
   local err = response.failure(status, body, meta)
   err.method, err.path, err.attempts = req.method, self.inst:_path(req.url), req.attempt
   local wait = req.attempt <= self.opts.retries and retry.retryable(err, retryable)
       and retry.delay(req.attempt, err, self.opts)
   if not wait then return self:settle(req.i, false, err) end
-  req.at = core.now() + wait
+  local at = core.now() + wait
   if err.status == 429 then
-    if req.at > self.pause_until then self.pause_until = req.at end
-    req.at = self.pause_until
+    if at > self.pause_until then self.pause_until = at end
+    at = self.pause_until
   end
-  self.waiting[#self.waiting + 1] = req
+  return at
 end
 
 -- The first queued retry that is due, if any.
@@ -157,17 +163,6 @@ function Run:next_due()
     if req.at < t then t = req.at end
   end
   return t
-end
-
--- Sequential fallback: one request at a time through the installation's
--- own retry loop (used when the session is not a libcurl one).
-function Run:sequential()
-  while self.done < self.total do
-    local req = self:fresh()
-    if not req then return end
-    local status, body, meta = self.inst:_send(req.method, req.url, req.json)
-    if status then self:succeeded(req, status, body, meta) else self:settle(req.i, false, body) end
-  end
 end
 
 -- The next request to start: a queued retry that is due, else a new item;
@@ -209,7 +204,8 @@ function Run:finish(slot)
     self.inst:_log_attempt(req.method, req.url, req.attempt, req.started, status, body, meta)
   end
   if status and status >= 200 and status < 300 then return self:succeeded(req, status, body, meta) end
-  self:failed(req, status, body, meta, retryable)
+  req.at = self:failed(req, status, body, meta, retryable)
+  if req.at then self.waiting[#self.waiting + 1] = req end
 end
 
 -- How long a poll may block: until a queued retry is due, if a slot is free.
@@ -234,9 +230,67 @@ function Run:concurrent()
   while self.done < self.total do self:step() end
 end
 
-local function is_curl_session(s)
-  local mt = getmetatable(s)
-  return type(s) == "userdata" and type(mt) == "table" and mt.__name == "vercel.marketplace.session"
+-- The multi path: `session` is the libcurl session to copy settings from.
+-- The multi handle is closed however the run ends (an error raised by
+-- on_progress included), so no transfer outlives it.
+function Run:over_multi(session, n)
+  self.n = n
+  for slot = n, 1, -1 do self.free[#self.free + 1] = slot end
+  self.multi = core.multi(session, n)
+  local ok, err = pcall(Run.concurrent, self)
+  self.multi:close()
+  if not ok then error(err, 0) end
+end
+
+-- Light threads (inside nginx) ----------------------------------------------
+
+-- Sleep until `at` (core.now() seconds), or with no `at` until the pause
+-- is over: another thread's 429 may extend it meanwhile, hence the loop.
+function Run:wait(at)
+  for _ = 1, 10 do
+    local d = (at or self.pause_until) - core.now()
+    if d <= 0 then return end
+    self.sleep(d)
+  end
+end
+
+-- Attempts of one item until it settles.  Before each, the thread waits out
+-- any pause a 429 (this item's or another's) has set.
+function Run:attempts(req)
+  local session, inst = self.inst._session, self.inst
+  for _ = 1, self.opts.retries + 1 do
+    self:wait()
+    if self.aborted then return end
+    req.attempt = req.attempt + 1
+    local started = self.log and core.now()
+    local status, body, meta, retryable = session:perform(req.method, req.url, req.json)
+    if started then inst:_log_attempt(req.method, req.url, req.attempt, started, status, body, meta) end
+    if self.aborted then return end -- the batch raised while this was in flight
+    if status and status >= 200 and status < 300 then return self:succeeded(req, status, body, meta) end
+    local at = self:failed(req, status, body, meta, retryable)
+    if not at then return end
+    self:wait(at)
+  end
+end
+
+-- One light thread: items one after another until none is left.  An error
+-- (from on_progress) stops every thread before its next attempt.
+function Run:worker()
+  local ok, err = pcall(function()
+    while not self.aborted do
+      local req = self:fresh()
+      if not req then return end
+      self:attempts(req)
+    end
+  end)
+  if not ok and not self.aborted then self.aborted = { err } end
+end
+
+function Run:over_threads(n)
+  local threads = {}
+  for k = 1, n do threads[k] = ngx.thread.spawn(Run.worker, self) end
+  for k = 1, n do ngx.thread.wait(threads[k]) end
+  if self.aborted then error(self.aborted[1], 0) end
 end
 
 --- Run a batch: `op` is "import", "update" or "delete".
@@ -253,18 +307,8 @@ function M.run(inst, op, items, opts)
     waiting = {}, pause_until = 0, slots = {}, free = {}, done_slots = {},
   }, Run)
   if total == 0 then return self.results end
-  if not is_curl_session(inst._session) then
-    self:sequential()
-    return self.results
-  end
-  self.n = math.min(n, total)
-  for slot = self.n, 1, -1 do self.free[#self.free + 1] = slot end
-  self.multi = core.multi(inst._session, self.n)
-  -- The multi handle is closed however the run ends (an error raised by
-  -- on_progress included), so no transfer outlives it.
-  local ok, err = pcall(Run.concurrent, self)
-  self.multi:close()
-  if not ok then error(err, 0) end
+  local how, session = transport.batch_mode(inst._session)
+  if how == "threads" then self:over_threads(math.min(n, total)) else self:over_multi(session, math.min(n, total)) end
   return self.results
 end
 

@@ -24,7 +24,7 @@ local OK, FAILED, USAGE = 0, 1, 2
 M.EXIT = { ok = OK, failed = FAILED, usage = USAGE }
 
 local PROG = "vercel-marketplace"
-local MAX_CONCURRENCY = 64
+local MAX_CONCURRENCY = require("vercel.marketplace.batch").MAX_CONCURRENCY
 
 -- Help ----------------------------------------------------------------------
 
@@ -87,7 +87,7 @@ invalid the whole file is refused, every problem listed, nothing sent (exit 2).
                    FILE (an empty array deletes them all: --dry-run first)
   --dry-run        validate, then print what would change; no write is sent
                    (with --prune the resources are listed)
-  --concurrency N  requests in flight at once (1-64; default: the client's)
+  --concurrency N  requests in flight at once (1-256; default: 8)
 Prints what changed: imported N, deleted M, failed K, and each failure.
 A progress bar is drawn on stderr when it is a terminal.]] },
   help = { args = {}, optional = { "COMMAND" }, api = false, summary = "help for a command",

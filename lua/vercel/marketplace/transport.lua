@@ -47,17 +47,48 @@ function Switch:__tostring()
   return tostring(self.blocking)
 end
 
+--- How a batch runs over `session` now: `"multi", s` (a libcurl multi
+-- handle with the settings of the libcurl session `s`), or, inside nginx
+-- where a request may yield, `"threads"` (light threads over cosockets).
+function M.batch_mode(session)
+  if getmetatable(session) ~= Switch then return "multi", session end
+  if session.cosocket.yieldable() then return "threads" end
+  return "multi", session.blocking
+end
+
+--- The User-Agent sent when the `user_agent` option is not given: it names
+-- what carries the request, `"libcurl"` or `"cosocket"` (nginx's).
+function M.user_agent(via)
+  local carrier
+  if via == "cosocket" then
+    local v = ngx.config.ngx_lua_version -- 10021 for 0.10.21
+    carrier = ("lua-nginx-module/%d.%d.%d"):format(math.floor(v / 1e6), math.floor(v / 1e3) % 1000, v % 1000)
+  else
+    carrier = "libcurl/" .. core.CURL_VERSION
+  end
+  return ("vercel-marketplace-lua/%s (%s; %s)"):format(core.VERSION, carrier, _VERSION)
+end
+
+-- `settings` with the default User-Agent of `via` when none is given.
+local function with_user_agent(settings, via)
+  if settings.user_agent then return settings end
+  local s = {}
+  for k, v in pairs(settings) do s[k] = v end
+  s.user_agent = M.user_agent(via)
+  return s
+end
+
 --- Open a session for `settings` (token, timeout, connect_timeout,
 -- max_response_size, ca_file, ca_path, user_agent).  Misuse raises.
 function M.open(settings)
   -- The C session checks every setting (a header value with CR, LF or NUL
   -- raises) for both transports, and serves the phases that cannot yield.
-  if not (ngx and ngx.get_phase) then return core.session(settings), core.sleep end
+  if not (ngx and ngx.get_phase) then return core.session(with_user_agent(settings, "libcurl")), core.sleep end
   check_nginx_settings(settings)
-  local blocking = core.session(settings)
+  local blocking = core.session(with_user_agent(settings, "libcurl"))
   local cosocket = require "vercel.marketplace.cosocket"
-  local s = setmetatable({ blocking = blocking, nonblocking = cosocket.session(settings), cosocket = cosocket },
-    Switch)
+  local nonblocking = cosocket.session(with_user_agent(settings, "cosocket"))
+  local s = setmetatable({ blocking = blocking, nonblocking = nonblocking, cosocket = cosocket }, Switch)
   local function sleep(seconds)
     if cosocket.yieldable() then return ngx.sleep(seconds) end
     return core.sleep(seconds)
