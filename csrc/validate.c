@@ -915,7 +915,8 @@ static int l_encode_value(lua_State *L) {
 /* --- after cjson: what Debian's cjson 2.1.0 loses ------------------------------ */
 
 /* The string an empty JSON array stands for while cjson decodes: 0xFF is never
- * UTF-8, so no JSON text holds it in a string, and our encoder refuses it. */
+ * UTF-8, so no valid JSON text holds it in a string (an invalid one is not
+ * marked at all), and our encoder refuses it. */
 #define EMPTY_ARRAY "\xff\xfe[]"
 #define EMPTY_ARRAY_JSON "\"" EMPTY_ARRAY "\""
 
@@ -932,14 +933,16 @@ static size_t skip_string(const char *s, size_t n, size_t i) {
 
 /* core.mark_empty_arrays(json) -> json with each empty array (outside
  * strings) written as the placeholder string, and the placeholder; or json
- * alone when it has none.  Most answers have no '[' at all. */
+ * alone when it has none.  Most answers have no '[' at all.  A text holding
+ * a 0xFF byte (never UTF-8, but cjson 2.1 lets it through in strings) is
+ * left alone: a string in it could pass for the placeholder. */
 static int l_mark_empty_arrays(lua_State *L) {
   size_t n, i = 0, from = 0, j;
   const char *s = luaL_checklstring(L, 1, &n);
   int found = 0;
   luaL_Buffer b;
   lua_settop(L, 1);
-  if (memchr(s, '[', n) == NULL) return 1;
+  if (memchr(s, '[', n) == NULL || memchr(s, 0xFF, n) != NULL) return 1;
   while (i < n) {
     if (s[i] == '"') {
       i = skip_string(s, n, i);

@@ -330,6 +330,13 @@ describe("empty arrays (marketplace.array)", function()
     end
   end)
 
+  it("leaves a string that looks like its placeholder a string (a hostile answer)", function()
+    local v = assert(response.decode_object('{"a":[],"s":"\255\254[]","t":["\255\254[]"]}'))
+    assert.equal("\255\254[]", v.s)
+    assert.equal("\255\254[]", v.t[1])
+    assert.same({}, v.a) -- that answer's empty arrays are then plain tables, as cjson reads them
+  end)
+
   it("decodes a bare [] as a marked empty array, and reports positions in the original text", function()
     assert.equal(core.array_mt, getmetatable(response.decode_object("[ ]")))
     local _, why = response.decode_object('{"a":[],"b":x}')
