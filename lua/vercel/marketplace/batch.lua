@@ -27,7 +27,6 @@ local M = {}
 
 M.DEFAULT_CONCURRENCY = 8
 M.MAX_CONCURRENCY = 256 -- the C multi handle's limit too
-local MAX_CONCURRENCY = M.MAX_CONCURRENCY
 local MAX_POLL = 1 -- seconds one poll may block; transfers wake it sooner
 
 local OPTIONS = { concurrency = true, on_progress = true }
@@ -59,8 +58,8 @@ local function check_opts(fname, opts)
   end
   local c = opts.concurrency
   if c == nil then c = M.DEFAULT_CONCURRENCY end
-  if type(c) ~= "number" or c % 1 ~= 0 or c < 1 or c > MAX_CONCURRENCY then
-    misuse(fname, "#2 (option 'concurrency' must be a whole number from 1 to %d)", MAX_CONCURRENCY)
+  if type(c) ~= "number" or c % 1 ~= 0 or c < 1 or c > M.MAX_CONCURRENCY then
+    misuse(fname, "#2 (option 'concurrency' must be a whole number from 1 to %d)", M.MAX_CONCURRENCY)
   end
   local p = opts.on_progress
   if p ~= nil and type(p) ~= "function" then

@@ -50,11 +50,11 @@ function Session:__tostring()
   return ("%s (%s)"):format(Session.__name, self.closed and "closed" or "open")
 end
 
---- A session for `settings` as given to `transport.open`; the C session has
--- already checked them (token, user_agent: no CR, LF or NUL).
+--- A session for `settings` as `transport.open` passes them, User-Agent
+-- included (its default is the transport's: `transport.user_agent`); the C
+-- session has already checked them (token, user_agent: no CR, LF or NUL).
 function M.session(settings)
-  local ua = settings.user_agent or ("vercel-marketplace-lua/" .. require("vercel.marketplace.core").VERSION)
-  local fixed = "User-Agent: " .. ua .. "\r\n"
+  local fixed = "User-Agent: " .. settings.user_agent .. "\r\n"
       .. "Authorization: Bearer " .. settings.token .. "\r\n"
       .. "Accept: application/json\r\n"
   local s = setmetatable({
