@@ -9,6 +9,8 @@
  *                                        sequential, where the server closes
  *                                        every connection: each request pays
  *                                        a TLS handshake and CA loading
+ *   raw_curl h2    URL N BODY C CAFILE   C in flight over HTTPS, multiplexed
+ *                                        on one HTTP/2 connection
  *
  * The User-Agent comes from BENCH_USER_AGENT, so the request is byte for
  * byte the library's.  Prints "<requests done> <seconds>" on stdout; exit
@@ -126,7 +128,7 @@ static long run_multi(const bench *b, int c) {
 }
 
 static void usage(void) {
-  fputs("usage: raw_curl easy|multi|tls URL N BODY [C | CAFILE cache|nocache]\n", stderr);
+  fputs("usage: raw_curl easy|multi|h2|tls URL N BODY [C | C CAFILE | CAFILE cache|nocache]\n", stderr);
   exit(2);
 }
 
@@ -149,6 +151,10 @@ int main(int argc, char **argv) {
   if (strcmp(argv[1], "easy") == 0) {
     done = run_easy(&b);
   } else if (strcmp(argv[1], "multi") == 0 && argc == 6) {
+    done = run_multi(&b, atoi(argv[5]));
+  } else if (strcmp(argv[1], "h2") == 0 && argc == 7) {
+    b.cafile = argv[6];
+    b.cache = 1;
     done = run_multi(&b, atoi(argv[5]));
   } else if (strcmp(argv[1], "tls") == 0 && argc == 7) {
     b.cafile = argv[5];

@@ -3,8 +3,9 @@
 -- (bench/nginx.conf, started on free ports here and stopped by pid).
 --
 --   imports/s, sequential and 8 in flight: this library vs a raw libcurl C
---     loop sending the same bytes (bench/raw_curl.c, the ceiling); then the
---     same against a server whose answers take 1 ms
+--     loop sending the same bytes (bench/raw_curl.c, the ceiling); 8 in
+--     flight over HTTPS and HTTP/2 (one connection, as api.vercel.com); then
+--     the same against a server whose answers take 1 ms
 --   bodies/s validated+encoded by core.encode vs cjson.encode of the table
 --   peak memory (VmHWM) over BENCH_REQUESTS requests (default 100000)
 --   new TLS connections with libcurl's CA cache in effect or not
@@ -107,22 +108,22 @@ local function stop(pid)
   os.execute("kill -KILL " .. pid .. " 2>/dev/null")
 end
 
--- Start nginx on three free ports; a few tries, in case a port is taken
+-- Start nginx on four free ports; a few tries, in case a port is taken
 -- between the probe and the bind.  Returns its pid and the ports.
 local function start_nginx(dir, cert, key)
   local template = assert(read_file(HERE .. "/nginx.conf"))
   for _ = 1, 5 do
-    local port, tls_port, slow_port = free_port(), free_port(), free_port()
-    local conf = template:gsub("@(%u[%u_]*)@", {
+    local port, tls_port, h2_port, slow_port = free_port(), free_port(), free_port(), free_port()
+    local conf = template:gsub("@(%u[%u_%d]*)@", {
       PREFIX = dir, MODULES = helper.nginx_modules(), PORT = tostring(port), TLS_PORT = tostring(tls_port),
-      SLOW_PORT = tostring(slow_port), CERT = cert, KEY = key })
+      H2_PORT = tostring(h2_port), SLOW_PORT = tostring(slow_port), CERT = cert, KEY = key })
     write_file(dir .. "/nginx.conf", conf)
     local cmd = ("exec nginx -p %s -c %s -e %s </dev/null >/dev/null 2>&1"):format(q(dir), q(dir .. "/nginx.conf"),
       q(dir .. "/error.log"))
     local pid = assert(tonumber(capture("sh -c " .. q(cmd .. " & echo $!"))))
     for _ = 1, 100 do -- about 5 s
-      if port_open(port) and port_open(tls_port) and port_open(slow_port) then
-        return pid, { plain = port, tls = tls_port, slow = slow_port }
+      if port_open(port) and port_open(tls_port) and port_open(h2_port) and port_open(slow_port) then
+        return pid, { plain = port, tls = tls_port, h2 = h2_port, slow = slow_port }
       end
       if not alive(pid) then break end
       os.execute("sleep 0.05")
@@ -179,8 +180,8 @@ local ROUNDS = 3
 
 -- The items are made before the clock starts: the raw loop is handed its
 -- request ready-made too, so only sending is timed on both sides.
-local function lib_vs_raw(url, n, raw_args, send)
-  local inst = installation(url)
+local function lib_vs_raw(url, n, raw_args, send, opts)
+  local inst = installation(url, opts)
   local items, body = {}, import_body(1)
   for i = 1, n do items[i] = { id = "db_" .. i, body = body } end
   local lib, ceiling = 0, 0
@@ -252,11 +253,15 @@ local function main()
       core.CURL_VERSION)
     line("body: %d bytes of JSON (every field of an import)", #json)
     line("")
-    line("%-40s %12s %12s %8s", "imports/s (HTTP/1.1, keep-alive)", "library", "raw libcurl", "ratio")
+    line("%-40s %12s %12s %8s", "imports/s (HTTP/1.1 unless said)", "library", "raw libcurl", "ratio")
     local ls, rs = lib_vs_raw(url, N, ("easy %s %d %s"):format(q(put), N, q(json)), sequential)
     line("%-40s %12.0f %12.0f %7.2fx", "sequential, " .. N .. " requests", ls, rs, ls / rs)
     local lb, rb = lib_vs_raw(url, N, ("multi %s %d %s 8"):format(q(put), N, q(json)), batch)
     line("%-40s %12.0f %12.0f %7.2fx", "8 in flight, " .. N .. " requests", lb, rb, lb / rb)
+    local h2 = "https://localhost:" .. ports.h2
+    local h2_put = h2 .. "/v1/installations/icfg_bench/resources/db_1"
+    lb, rb = lib_vs_raw(h2, N, ("h2 %s %d %s 8 %s"):format(q(h2_put), N, q(json), q(cert)), batch, { ca_file = cert })
+    line("%-40s %12.0f %12.0f %7.2fx", "8 in flight, HTTPS + HTTP/2", lb, rb, lb / rb)
     line("")
     -- The same against answers that take 1 ms: fewer requests, as each waits.
     local slow = "http://127.0.0.1:" .. ports.slow

@@ -312,4 +312,74 @@ describe("batches", function()
       c:close()
     end)
   end)
+
+  -- api.vercel.com offers HTTP/2, and so does the emulator over HTTPS: a
+  -- batch then shares one connection, its requests multiplexed as streams.
+  describe("over HTTP/2", function()
+    local tls, cert
+
+    lazy_setup(function()
+      cert = helper.make_certificate()
+      tls = helper.start_emulator({ token = "test-token", tls_cert = cert.cert, tls_key = cert.key })
+    end)
+
+    lazy_teardown(function()
+      if tls then tls:stop() end
+      if cert then cert.remove() end
+    end)
+
+    before_each(function() tls:reset() end)
+
+    local function h2_inst(opts)
+      local o = { token = "test-token", base_url = (tls.url:gsub("127%.0%.0%.1", "localhost")),
+                  ca_file = cert.cert, retry_base = 0.01 }
+      for k, v in pairs(opts or {}) do o[k] = v end
+      return marketplace.installation("icfg_1", o)
+    end
+
+    -- The connections the requests came over, and whether all were HTTP/2.
+    local function connections()
+      local seen, n, all_h2 = {}, 0, true
+      for _, r in ipairs(tls:requests()) do
+        if not seen[r.connection] then seen[r.connection], n = true, n + 1 end
+        all_h2 = all_h2 and r.protocol == "HTTP/2.0"
+      end
+      return n, all_h2
+    end
+
+    it("multiplexes the requests in flight over one connection", function()
+      local c = h2_inst()
+      tls:control("POST", "/_emulator/faults", { method = "PUT", delay = 0.3, count = 8 })
+      local results = c:import_many(items(40), { concurrency = 8 })
+      assert_all_ok(results, 40)
+      for i = 1, 40 do assert.equals("n" .. i, results[i].value.name) end
+      local n, all_h2 = connections()
+      assert.is_true(all_h2, "a request came over HTTP/1.1")
+      assert.equals(1, n)
+      assert.equals(40, count(tls:requests(), "PUT"))
+      c:close()
+    end)
+
+    it("retries a 5xx burst and reset streams, accounting for every item", function()
+      local c = h2_inst({ retries = 3 })
+      tls:control("POST", "/_emulator/faults", { method = "PUT", status = 503, count = 10 })
+      tls:control("POST", "/_emulator/faults", { method = "PUT", action = "drop", count = 6 })
+      assert_all_ok(c:import_many(items(60)), 60)
+      assert.equals(60 + 16, count(tls:requests(), "PUT"))
+      assert.equals(60, #assert(c:list()))
+      c:close()
+    end)
+
+    it("pauses every stream on 429 and still lands everything", function()
+      local c = h2_inst({ retries = 4 })
+      tls:control("POST", "/_emulator/rate-limit", { limit = 15, window = 1 })
+      local results = c:import_many(items(45))
+      tls:control("DELETE", "/_emulator/rate-limit")
+      assert_all_ok(results, 45)
+      local puts = count(tls:requests(), "PUT")
+      assert.is_true(puts >= 45 + 1 and puts <= 45 + 8 * 4, "requests: " .. puts)
+      assert.equals(45, #assert(c:list()))
+      c:close()
+    end)
+  end)
 end)

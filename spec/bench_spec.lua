@@ -28,7 +28,7 @@ describe_bench("make bench", function()
   it("prints each comparison with both figures and their ratio", function()
     local figures = "%s+[%d.]+%s+[%d.]+%s+[%d.]+x"
     for _, row in ipairs({
-      "sequential, 200 requests", "8 in flight, 200 requests",
+      "sequential, 200 requests", "8 in flight, 200 requests", "8 in flight, HTTPS %+ HTTP/2",
       "sequential, 10 requests", "8 in flight, 50 requests",
       "validate%+encode vs encode, 2000 times",
       "library requests/s", "library CPU ms per request", "raw libcurl requests/s",

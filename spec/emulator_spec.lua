@@ -718,6 +718,25 @@ describe("TLS", function()
       .. helper.shell_quote("https://localhost:" .. emu.port .. path("i"))):read("*a")
     assert.are.equal("401", out)   -- verified TLS; no token given
   end)
+
+  -- What the client negotiated is in the request log, as `protocol`.
+  for _, case in ipairs({ { args = {}, want = "HTTP/2.0" }, { args = { "--no-http2" }, want = "HTTP/1.1" } }) do
+    it("offers HTTP/2 over TLS unless told --no-http2 (" .. case.want .. ")", function()
+      local cert, emu = helper.make_certificate(), nil
+      finally(function()
+        if emu then emu:stop() end
+        cert.remove()
+      end)
+      emu = helper.start_emulator({ token = TOKEN, tls_cert = cert.cert, tls_key = cert.key, args = case.args })
+      local out = io.popen("curl -s --http2 --max-time 10 --cacert " .. helper.shell_quote(cert.cert)
+        .. " -o /dev/null -w '%{http_version}' -H 'Authorization: Bearer " .. TOKEN .. "' --resolve localhost:"
+        .. emu.port .. ":127.0.0.1 " .. helper.shell_quote("https://localhost:" .. emu.port .. path("i"))):read("*a")
+      assert.are.equal(case.want == "HTTP/2.0" and "2" or "1.1", out)
+      local log = emu:requests()
+      assert.are.equal(1, #log)
+      assert.are.equal(case.want, log[1].protocol)
+    end)
+  end
 end)
 
 describe("helper", function()

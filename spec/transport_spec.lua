@@ -160,5 +160,31 @@ describe("transport", function()
       assert.matches("127.0.0.1", err.message, 1, true)
       assert.equals(0, #tls:requests())
     end)
+
+    -- api.vercel.com offers HTTP/2; so does the emulator over HTTPS.
+    it("speaks HTTP/2 where the server offers it, every call on one connection", function()
+      local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = url("localhost"),
+        ca_file = cert.cert })
+      assert.equals("n", assert(inst:import("db_1", BODY)).name)
+      assert.equals("n", assert(inst:get("db_1")).name)
+      assert.equals(1, #assert(inst:list()))
+      assert.truthy(inst:delete("db_1"))
+      local _, err = inst:get("db_1")
+      assert.equals(404, err.status)
+      local reqs = tls:requests()
+      assert.equals(5, #reqs)
+      for _, r in ipairs(reqs) do
+        assert.equals("HTTP/2.0", r.protocol)
+        assert.equals(reqs[1].connection, r.connection)
+      end
+      -- Headers read as over HTTP/1.1: the request id and Retry-After.
+      assert.matches("^emu", err.request_id)
+      tls:control("POST", "/_emulator/faults", { status = 429, retry_after = 7 })
+      local _, limited = marketplace.installation("icfg_1", { token = "test-token", retries = 0,
+        base_url = url("localhost"), ca_file = cert.cert }):list()
+      assert.equals(429, limited.status)
+      assert.equals(7, limited.retry_after)
+      inst:close()
+    end)
   end)
 end)

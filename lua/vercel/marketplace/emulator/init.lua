@@ -60,6 +60,7 @@ local function log_entry(req, path)
   journal.record({
     method = req.method, path = path, query = query,
     headers = ngx.req.get_headers(200), body = req.body or "",
+    protocol = ngx.var.server_protocol, -- "HTTP/1.1", "HTTP/2.0"
     connection = tonumber(ngx.var.connection),
     connection_requests = tonumber(ngx.var.connection_requests),
   })
