@@ -77,14 +77,17 @@ is sent and no token is needed.  KIND is `import` or `update`.  FILE holds one
 body, or a JSON array of bodies; an array's items may carry an `id` (a sync
 file), which is checked as a resource id.  Every problem is listed by item
 and path; exit 2 if there is any.]] },
-  sync = { args = { "FILE" }, flags = { prune = true, ["dry-run"] = true, concurrency = "N" }, api = true,
+  sync = { args = { "FILE" }, flags = { prune = true, ["allow-empty"] = true, ["dry-run"] = true, concurrency = "N" },
+    api = true,
     summary = "import every resource of a file, optionally delete the others",
     help = [[
 Import every resource of FILE, a JSON array of Import bodies each with an
 `id` field (the resource id).  Every item is validated first: if any is
 invalid the whole file is refused, every problem listed, nothing sent (exit 2).
   --prune          also delete the installation's resources that are not in
-                   FILE (an empty array deletes them all: --dry-run first)
+                   FILE (--dry-run first to see which)
+  --allow-empty    let --prune act on an empty array, deleting every resource
+                   (refused without it: an empty export is more often a bug)
   --dry-run        validate, then print what would change; no write is sent
                    (with --prune the resources are listed)
   --concurrency N  requests in flight at once (1-256; default: 8)
@@ -546,6 +549,10 @@ function run.sync(ctx, s, pos)
   if #problems > 0 then return ctx:refuse(pos[1], problems) end
   local ids, keep = ids_of(items)
   local dry = s["dry-run"] == true
+  if s.prune and #items == 0 and not dry and not s["allow-empty"] then
+    usage_error("sync: %s holds no resources, so --prune would delete every resource of the installation;"
+      .. " pass --allow-empty if that is meant (--dry-run lists them)", label(pos[1]))
+  end
   if dry and not s.prune then return ctx:sync_report(true, ids, {}, {}) end
   local inst = ctx:installation(s)
   local doomed = {}
