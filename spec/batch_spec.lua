@@ -370,6 +370,32 @@ describe("batches", function()
       c:close()
     end)
 
+    -- nginx ends an HTTP/2 connection after keepalive_requests streams
+    -- (GOAWAY), as servers do on a deploy: the streams sent past that are
+    -- refused.  libcurl 7.88 re-sends them on a new connection but gives up
+    -- on a few ("Connection died, tried 5 times"): the batch retries those.
+    it("loses no item when the server ends its connections every few streams", function()
+      local ng = helper.start_nginx(([[
+        server {
+          listen 127.0.0.1:@PORT@ ssl http2;
+          ssl_certificate %s;
+          ssl_certificate_key %s;
+          keepalive_requests 10;
+          location / { default_type application/json; return 200 '{"name":"n","connection":$connection}'; }
+        }]]):format(cert.cert, cert.key))
+      finally(function() ng:stop() end)
+      local c = marketplace.installation("icfg_1", { token = "test-token", ca_file = cert.cert,
+        base_url = "https://localhost:" .. ng.port, retry_base = 0.01, retries = 4 }) -- ~1% of attempts fail
+      local results = c:import_many(items(300))
+      assert_all_ok(results, 300)
+      local conns, n = {}, 0
+      for _, r in ipairs(results) do
+        if not conns[r.value.connection] then conns[r.value.connection], n = true, n + 1 end
+      end
+      assert.is_true(n >= 30, "expected a new connection every 10 streams, saw " .. n)
+      c:close()
+    end)
+
     it("pauses every stream on 429 and still lands everything", function()
       local c = h2_inst({ retries = 4 })
       tls:control("POST", "/_emulator/rate-limit", { limit = 15, window = 1 })
