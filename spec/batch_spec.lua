@@ -188,6 +188,22 @@ describe("batches", function()
     c:close()
   end)
 
+  it("counts a DELETE answered 404 after a failed attempt as deleted", function()
+    local c = inst()
+    assert_all_ok(c:import_many(items(1)), 1)
+    -- db_9's first attempt fails: it might have deleted it, so the 404 of
+    -- the retry is done.  db_8 answers 404 at once: it was never there.
+    emu:control("POST", "/_emulator/faults", { method = "DELETE", path = ".*/db_9", status = 502 })
+    local results = c:delete_many({ "db_1", "db_8", "db_9" })
+    assert.is_true(results[1].ok)
+    assert.is_false(results[2].ok)
+    assert.equals(404, results[2].err.status)
+    assert.is_true(results[3].ok)
+    assert.is_true(results[3].value)
+    assert.equals(4, count(emu:requests(), "DELETE"))
+    c:close()
+  end)
+
   it("keeps several requests in flight at once", function()
     local c = inst()
     emu:control("POST", "/_emulator/faults", { method = "PUT", delay = 0.3, count = 8 })

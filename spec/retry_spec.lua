@@ -33,6 +33,16 @@ describe("retry policy", function()
     assert.is_true(retry.delay(20, { kind = "http", status = 503 }, opts) <= 60)
   end)
 
+  it("ends a request at 2xx, and a DELETE at 404 once an attempt has failed", function()
+    assert.is_true(retry.done("PUT", 200, 1))
+    assert.is_true(retry.done("DELETE", 204, 1))
+    assert.is_true(retry.done("DELETE", 404, 2))
+    assert.is_false(retry.done("DELETE", 404, 1))
+    assert.is_false(retry.done("GET", 404, 2))
+    assert.is_false(retry.done("PUT", 503, 2))
+    assert.is_false(retry.done("DELETE", nil, 2))
+  end)
+
   it("waits at least a second after a 429 without Retry-After", function()
     for _ = 1, 20 do
       assert.is_true(retry.delay(1, { kind = "http", status = 429 }, opts) >= 0.5)
@@ -120,6 +130,21 @@ describe("retries", function()
     assert.is_nil(out)
     assert.equals(120, err.retry_after)
     assert.equals(1, err.attempts)
+  end)
+
+  -- The failed attempt may have deleted it: a gateway's 502 after the API
+  -- did its work.  Gone is what was asked, so the retry's 404 is done.
+  it("counts a DELETE answered 404 after a failed attempt as done", function()
+    fault({ method = "DELETE", status = 502 })
+    assert.is_true(open({ retries = 1 }):delete("db_gone"))
+    assert.equals(2, #emu:requests())
+    local _, err = open({ retries = 1 }):delete("db_gone") -- first attempt: 404 is an error
+    assert.equals(404, err.status)
+    assert.equals(1, err.attempts)
+    fault({ method = "GET", status = 502 })                -- only DELETE: a GET's 404 stays one
+    _, err = open({ retries = 1 }):get("db_gone")
+    assert.equals(404, err.status)
+    assert.equals(2, err.attempts)
   end)
 
   it("retries a dropped connection", function()

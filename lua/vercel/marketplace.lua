@@ -173,7 +173,7 @@ function Installation:_send(method, url, json)
     local started = self._log and core.now()
     local status, body, meta, retryable = self._session:perform(method, url, json)
     if started then self:_log_attempt(method, url, attempt, started, status, body, meta) end
-    if status and status >= 200 and status < 300 then return status, body, meta end
+    if retry.done(method, status, attempt) then return status, body, meta end
     local err = response.failure(status, body, meta)
     err.method, err.path, err.attempts = method, self:_path(url), attempt
     if attempt > opts.retries or not retry.retryable(err, retryable) then return nil, err end

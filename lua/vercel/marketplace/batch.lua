@@ -202,7 +202,7 @@ function Run:finish(slot)
   if req.started then -- the installation's `log` option: one line per attempt
     self.inst:_log_attempt(req.method, req.url, req.attempt, req.started, status, body, meta)
   end
-  if status and status >= 200 and status < 300 then return self:succeeded(req, status, body, meta) end
+  if retry.done(req.method, status, req.attempt) then return self:succeeded(req, status, body, meta) end
   req.at = self:failed(req, status, body, meta, retryable)
   if req.at then self.waiting[#self.waiting + 1] = req end
 end
@@ -265,7 +265,7 @@ function Run:attempts(req)
     local status, body, meta, retryable = session:perform(req.method, req.url, req.json)
     if started then inst:_log_attempt(req.method, req.url, req.attempt, started, status, body, meta) end
     if self.aborted then return end -- the batch raised while this was in flight
-    if status and status >= 200 and status < 300 then return self:succeeded(req, status, body, meta) end
+    if retry.done(req.method, status, req.attempt) then return self:succeeded(req, status, body, meta) end
     local at = self:failed(req, status, body, meta, retryable)
     if not at then return end
     self:wait(at)

@@ -17,6 +17,19 @@ function M.retryable(err, retryable)
   return err.kind == "transport" and retryable == true
 end
 
+--- Does this answer end the request, done?  A 2xx does; so does a 404 to a
+-- DELETE sent again after a failed attempt: that attempt may have deleted
+-- the resource before its answer was lost (a 502 from a gateway, a dropped
+-- connection), and gone is what the caller asked for.
+-- @param method the request's method
+-- @param status the answer's status (nil: a transport failure)
+-- @param attempt 1 for the first attempt
+function M.done(method, status, attempt)
+  if not status then return false end
+  if status >= 200 and status < 300 then return true end
+  return status == 404 and method == "DELETE" and attempt > 1
+end
+
 --- Seconds to wait before retry number `n` (1 for the first retry), or nil
 -- when the server asks for a longer wait than `opts.max_retry_delay`: then we
 -- give up and hand the caller the error, whose `retry_after` says how long.
