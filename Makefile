@@ -44,9 +44,12 @@ $(BUILD)/%/vercel/marketplace/core.so: $(SRCS) $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) -I$(call incdir,$*) -I$(CURL_INCDIR) $(LIBFLAG) -o $@ $(SRCS) -lcurl
 
 # Paths for running from the work tree, without installing ($(1): version).
+# The suite, the demo and the bench talk to servers on 127.0.0.1 and
+# localhost: a proxy set in the caller's environment must not catch them.
 tree_env = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \
            LUA_CPATH="$(abspath $(BUILD))/$(1)/?.so;;" \
-           VERCEL_MARKETPLACE_LUAJIT_CPATH="$(abspath $(BUILD))/luajit/?.so"
+           VERCEL_MARKETPLACE_LUAJIT_CPATH="$(abspath $(BUILD))/luajit/?.so" \
+           no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
 
 # The suite on every interpreter, then one plain "N passed, N failed" line.
 test: $(foreach v,$(TEST_VERSIONS),test-$(v))

@@ -111,6 +111,25 @@ describe("transport", function()
     end
   end)
 
+  -- libcurl reads the proxy variables the curl command does.  The emulator
+  -- stands in for the proxy: it is sent the absolute URL and answers as the
+  -- API, so the request is seen to have gone through it.
+  it("goes through the proxy that http_proxy names", function()
+    local ok, out = helper.run_lua([[
+      local marketplace = require "vercel.marketplace"
+      local inst = marketplace.installation("icfg_1", { token = "test-token", retries = 0,
+        base_url = "http://api.vercel.test" })
+      local list, err = inst:list()
+      print(list and #list or tostring(err))
+    ]], { http_proxy = emu.url, no_proxy = "", NO_PROXY = "" })
+    assert.is_true(ok, out)
+    assert.equals("0\n", out)
+    local reqs = emu:requests()
+    assert.equals(1, #reqs)
+    assert.equals("api.vercel.test", reqs[1].headers.host)
+    assert.equals("/v1/installations/icfg_1/resources", reqs[1].path)
+  end)
+
   describe("TLS", function()
     local tls, cert
 
