@@ -332,23 +332,11 @@ describe("batches", function()
   -- api.vercel.com offers HTTP/2, and so does the emulator over HTTPS: a
   -- batch then shares one connection, its requests multiplexed as streams.
   describe("over HTTP/2", function()
-    local tls, cert
-
-    lazy_setup(function()
-      cert = helper.make_certificate()
-      tls = helper.start_emulator({ token = "test-token", tls_cert = cert.cert, tls_key = cert.key })
-    end)
-
-    lazy_teardown(function()
-      if tls then tls:stop() end
-      if cert then cert.remove() end
-    end)
-
-    before_each(function() tls:reset() end)
+    local tls = helper.use_emulator({ token = "test-token", tls = true })
 
     local function h2_inst(opts)
-      local o = { token = "test-token", base_url = (tls.url:gsub("127%.0%.0%.1", "localhost")),
-                  ca_file = cert.cert, retry_base = 0.01 }
+      local o = { token = "test-token", base_url = tls.https_url, ca_file = tls.certificate.cert,
+                  retry_base = 0.01 }
       for k, v in pairs(opts or {}) do o[k] = v end
       return marketplace.installation("icfg_1", o)
     end
@@ -398,9 +386,9 @@ describe("batches", function()
           ssl_certificate_key %s;
           keepalive_requests 10;
           location / { default_type application/json; return 200 '{"name":"n","connection":$connection}'; }
-        }]]):format(cert.cert, cert.key))
+        }]]):format(tls.certificate.cert, tls.certificate.key))
       finally(function() ng:stop() end)
-      local c = marketplace.installation("icfg_1", { token = "test-token", ca_file = cert.cert,
+      local c = marketplace.installation("icfg_1", { token = "test-token", ca_file = tls.certificate.cert,
         base_url = "https://localhost:" .. ng.port, retry_base = 0.01, retries = 4 }) -- ~1% of attempts fail
       local results = c:import_many(items(300))
       assert_all_ok(results, 300)

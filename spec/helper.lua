@@ -437,13 +437,21 @@ end
 -- helper.use_emulator(opts) -> emu: inside a describe block, one emulator for
 -- the block: started before its first test, reset before each test, stopped
 -- after the last.  The handle answers like the emulator (emu.url,
--- emu:control(...)) once it has started.
+-- emu:control(...)) once it has started.  opts.tls: serve HTTPS with a test
+-- certificate made for the block (emu.certificate, as make_certificate
+-- returns it; emu.https_url names localhost, the host it is for).
 function helper.use_emulator(opts)
   -- busted's block functions live in the spec's environment, not ours.
   local busted = require "busted"
-  local emu, real = {}, nil
+  local emu, real, cert = {}, nil, nil
   busted.lazy_setup(function()
-    real = helper.start_emulator(opts)
+    local o = opts or {}
+    if o.tls then
+      cert = helper.make_certificate()
+      o = setmetatable({ tls_cert = cert.cert, tls_key = cert.key }, { __index = o })
+    end
+    real = helper.start_emulator(o)
+    if cert then real.certificate, real.https_url = cert, (real.url:gsub("127%.0%.0%.1", "localhost")) end
     setmetatable(emu, { __index = real })
   end)
   busted.before_each(function()
@@ -451,6 +459,7 @@ function helper.use_emulator(opts)
   end)
   busted.lazy_teardown(function()
     if real then real:stop() end
+    if cert then cert.remove() end
   end)
   return emu
 end

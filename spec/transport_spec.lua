@@ -131,21 +131,7 @@ describe("transport", function()
   end)
 
   describe("TLS", function()
-    local tls, cert
-
-    lazy_setup(function()
-      cert = helper.make_certificate()
-      tls = helper.start_emulator({ token = "test-token", tls_cert = cert.cert, tls_key = cert.key })
-    end)
-
-    lazy_teardown(function()
-      if tls then tls:stop() end
-      if cert then cert.remove() end
-    end)
-
-    before_each(function()
-      tls:reset()
-    end)
+    local tls = helper.use_emulator({ token = "test-token", tls = true })
 
     -- The test certificate names DNS:localhost only.
     local function url(host)
@@ -165,14 +151,14 @@ describe("transport", function()
 
     it("trusts a CA bundle given with ca_file", function()
       local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = url("localhost"),
-        ca_file = cert.cert })
+        ca_file = tls.certificate.cert })
       assert.same({}, assert(inst:list()))
       assert.truthy(inst:import("db_1", BODY))
     end)
 
     it("checks the host name against the certificate", function()
       local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = url("127.0.0.1"),
-        ca_file = cert.cert, retries = 0 })
+        ca_file = tls.certificate.cert, retries = 0 })
       local out, err = inst:list()
       assert.is_nil(out)
       assert.equals("transport", err.kind)
@@ -183,7 +169,7 @@ describe("transport", function()
     -- api.vercel.com offers HTTP/2; so does the emulator over HTTPS.
     it("speaks HTTP/2 where the server offers it, every call on one connection", function()
       local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = url("localhost"),
-        ca_file = cert.cert })
+        ca_file = tls.certificate.cert })
       assert.equals("n", assert(inst:import("db_1", BODY)).name)
       assert.equals("n", assert(inst:get("db_1")).name)
       assert.equals(1, #assert(inst:list()))
@@ -200,7 +186,7 @@ describe("transport", function()
       assert.matches("^emu", err.request_id)
       tls:control("POST", "/_emulator/faults", { status = 429, retry_after = 7 })
       local _, limited = marketplace.installation("icfg_1", { token = "test-token", retries = 0,
-        base_url = url("localhost"), ca_file = cert.cert }):list()
+        base_url = url("localhost"), ca_file = tls.certificate.cert }):list()
       assert.equals(429, limited.status)
       assert.equals(7, limited.retry_after)
       inst:close()
