@@ -24,7 +24,8 @@ local OK, FAILED, USAGE = 0, 1, 2
 M.EXIT = { ok = OK, failed = FAILED, usage = USAGE }
 
 local PROG = "vercel-marketplace"
-local MAX_CONCURRENCY = require("vercel.marketplace.batch").MAX_CONCURRENCY
+local batch_limits = require "vercel.marketplace.batch"
+local MAX_CONCURRENCY = batch_limits.MAX_CONCURRENCY
 
 -- Help ----------------------------------------------------------------------
 
@@ -80,7 +81,7 @@ and path; exit 2 if there is any.]] },
   sync = { args = { "FILE" }, flags = { prune = true, ["allow-empty"] = true, ["dry-run"] = true, concurrency = "N" },
     api = true,
     summary = "import every resource of a file, optionally delete the others",
-    help = [[
+    help = ([[
 Import every resource of FILE, a JSON array of Import bodies each with an
 `id` field (the resource id).  Every item is validated first: if any is
 invalid the whole file is refused, every problem listed, nothing sent (exit 2).
@@ -90,9 +91,9 @@ invalid the whole file is refused, every problem listed, nothing sent (exit 2).
                    (refused without it: an empty export is more often a bug)
   --dry-run        validate, then print what would change; no write is sent
                    (with --prune the resources are listed)
-  --concurrency N  requests in flight at once (1-256; default: 8)
+  --concurrency N  requests in flight at once (1-%d; default: %d)
 Prints what changed: imported N, deleted M, failed K, and each failure.
-A progress bar is drawn on stderr when it is a terminal.]] },
+A progress bar is drawn on stderr when it is a terminal.]]):format(MAX_CONCURRENCY, batch_limits.DEFAULT_CONCURRENCY) },
   help = { args = {}, optional = { "COMMAND" }, api = false, summary = "help for a command",
     help = "Print help for COMMAND, or the list of commands." },
 }
