@@ -692,6 +692,24 @@ describe("launcher", function()
     assert.is_falsy(helper.execute("test -e " .. helper.shell_quote(prefix)))
   end)
 
+  -- KILL gives the launcher no chance to clean up: nginx notices that it
+  -- was orphaned and stops on its own, prefix removed.
+  it("nginx stops by itself when the launcher is killed", function()
+    local emu = helper.start_emulator()
+    finally(function() emu:stop() end)
+    local kids = children(emu.pid)
+    assert.are.equal(1, #kids)
+    local prefix = prefix_of(kids[1])
+    assert.truthy(helper.read_file(prefix .. "/nginx.conf"))
+    assert.truthy(helper.execute("kill -KILL " .. emu.pid))
+    for _ = 1, 100 do                               -- about 5 s
+      if not helper.alive(kids[1]) then break end
+      helper.sleep(0.05)
+    end
+    assert.is_false(helper.alive(kids[1]), "nginx outlived its launcher")
+    assert.is_falsy(helper.execute("test -e " .. helper.shell_quote(prefix)))
+  end)
+
   it("keeps the token out of the nginx config", function()
     local emu = helper.start_emulator({ token = "very-secret-token" })
     finally(function() emu:stop() end)

@@ -22,8 +22,38 @@ function M.init()
   store.load(state ~= "" and state or nil)
 end
 
+-- Our parent's pid, from /proc (Linux); nil where there is none.  The
+-- command name in the middle may hold spaces or parentheses: the state and
+-- ppid fields follow its last ")".
+local function parent_pid()
+  local f = io.open("/proc/self/stat")
+  if not f then return nil end
+  local stat = f:read("*a")
+  f:close()
+  return tonumber(stat:match(".*%) %S+ (%d+)"))
+end
+
+local ORPHAN_CHECK = 0.5 -- seconds
+
+-- The launcher stops nginx on TERM or INT, but nothing runs when it is
+-- killed with KILL: nginx would keep its port and its prefix forever.  So
+-- nginx watches for a new parent (the launcher gone, nginx handed to init),
+-- then removes its prefix and stops itself the way the launcher would.
+local function watch_launcher()
+  local launcher = tonumber(os.getenv("VERCEL_MARKETPLACE_EMULATOR_LAUNCHER") or "")
+  if not launcher or parent_pid() ~= launcher then return end
+  ngx.timer.every(ORPHAN_CHECK, function(premature)
+    if premature or parent_pid() == launcher then return end
+    local prefix = ngx.config.prefix():gsub("/+$", "")
+    ngx.log(ngx.WARN, "the emulator's launcher is gone: removing ", prefix, " and stopping")
+    os.execute("rm -rf '" .. prefix:gsub("'", "'\\''") .. "'")
+    os.execute("kill -TERM " .. ngx.worker.pid())
+  end)
+end
+
 function M.init_worker()
   math.randomseed(ngx.now() * 1000 + ngx.worker.pid())
+  watch_launcher()
 end
 
 -- Percent-decoding only: ngx.unescape_uri would also turn "+" into a space,
