@@ -120,7 +120,7 @@ local function start_nginx(dir, cert, key)
     write_file(dir .. "/nginx.conf", conf)
     local cmd = ("exec nginx -p %s -c %s -e %s </dev/null >/dev/null 2>&1"):format(q(dir), q(dir .. "/nginx.conf"),
       q(dir .. "/error.log"))
-    local pid = assert(tonumber(capture("sh -c " .. q(cmd .. " & echo $!"))))
+    local pid = assert(helper.spawn(cmd)) -- stopped with us if we are killed
     for _ = 1, 100 do -- about 5 s
       if port_open(port) and port_open(tls_port) and port_open(h2_port) and port_open(slow_port) then
         return pid, { plain = port, tls = tls_port, h2 = h2_port, slow = slow_port }

@@ -710,6 +710,28 @@ describe("launcher", function()
     assert.is_falsy(helper.execute("test -e " .. helper.shell_quote(prefix)))
   end)
 
+  -- The suite's own side of it: a test process killed outright (a CI
+  -- timeout) takes the servers it started with it (helper.spawn).
+  it("stops when the test process that started it is killed", function()
+    local ok, out = helper.run_lua([[
+      local helper = require "helper"
+      local emu = helper.start_emulator()
+      local nginx = io.popen("ps -o pid= --ppid " .. emu.pid):read("*a")
+      print("pids " .. emu.pid .. " " .. nginx)
+      io.stdout:flush()
+      os.execute("kill -KILL " .. helper.read_file("/proc/self/stat"):match("^%d+"))
+    ]])
+    local launcher, nginx = out:match("pids (%d+)%s+(%d+)")
+    assert(launcher, out)
+    assert.is_false(ok) -- killed, not a clean exit
+    for _ = 1, 100 do                               -- about 5 s
+      if not helper.alive(launcher) and not helper.alive(nginx) then break end
+      helper.sleep(0.05)
+    end
+    assert.is_false(helper.alive(launcher), "the emulator outlived the test process")
+    assert.is_false(helper.alive(nginx), "nginx outlived the test process")
+  end)
+
   it("keeps the token out of the nginx config", function()
     local emu = helper.start_emulator({ token = "very-secret-token" })
     finally(function() emu:stop() end)

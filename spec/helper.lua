@@ -88,6 +88,26 @@ function helper.alive(pid)
   return stat:match("%S") ~= nil and not stat:match("^%s*Z")
 end
 
+-- This process's pid (busted's, or run_lua's interpreter): /proc/self read
+-- in-process is ourselves, not a shell.
+local function own_pid()
+  return tonumber((read_file("/proc/self/stat") or ""):match("^(%d+)"))
+end
+
+-- helper.spawn(cmd) -> pid: start `cmd`, a shell command line whose output is
+-- already redirected and which ends in an `exec` (the pid is then the
+-- server's own), in the background.  A watcher beside it -- a shell loop
+-- checking twice a second, for at most an hour -- sends it TERM if this
+-- process dies first (busted killed by a CI timeout, say), so no server
+-- outlives the suite holding a port.  Stopping the server by pid ends the
+-- watcher within half a second.
+function helper.spawn(cmd)
+  local watch = ("i=0; while [ $i -lt 7200 ] && kill -0 %d && kill -0 $n; do i=$((i+1)); sleep 0.5; done;"
+      .. " kill -0 $n && kill -TERM $n"):format(own_pid())
+  local script = cmd .. " & n=$!; echo $n; (" .. watch .. ") >/dev/null 2>&1 </dev/null &"
+  return tonumber(capture("sh -c " .. q(script)))
+end
+
 -- The decoded JSON in `text`, or `text` itself when it is not JSON.
 function helper.decode(text)
   if text == nil or text == "" then return text end
@@ -218,7 +238,7 @@ function helper.start_emulator(opts)
   for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. q(v) end
   local inner = table.concat(env, " ") .. " exec " .. table.concat(args, " ")
       .. " >" .. q(outfile) .. " 2>" .. q(errfile) .. " </dev/null"
-  local pid = tonumber(capture("sh -c " .. q(inner .. " & echo $!")))
+  local pid = helper.spawn(inner)
   assert(pid, "could not start the emulator")
   local emu = setmetatable({ pid = pid, token = token, outfile = outfile,
                              errfile = errfile }, Emulator)
@@ -260,7 +280,9 @@ function helper.run_lua(code, env)
   write_file(file, code)
   local vars = {}
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
-  local cmd = "env " .. table.concat(vars, " ") .. " timeout 60 " .. helper.lua_bin .. " " .. q(file) .. " 2>&1"
+  -- The braces take the shell's own "Killed" line, for a child that dies of
+  -- a signal, into the output too.
+  local cmd = "{ env " .. table.concat(vars, " ") .. " timeout 60 " .. helper.lua_bin .. " " .. q(file) .. "; } 2>&1"
   local ok, out = helper.popen_run(cmd)
   os.remove(file)
   return ok, out
@@ -363,7 +385,7 @@ function helper.start_nginx(http_body, opts)
     local inner = "exec env -u LUA_PATH -u LUA_CPATH -u LUA_INIT " .. table.concat(vars, " ")
         .. " " .. q(os.getenv("VERCEL_MARKETPLACE_NGINX") or "nginx") .. " -e " .. q(prefix .. "/error.log") .. " -p " .. q(prefix .. "/") .. " -c nginx.conf"
         .. " >" .. q(prefix .. "/stdout") .. " 2>&1 </dev/null"
-    local pid = tonumber(capture("sh -c " .. q(inner .. " & echo $!")))
+    local pid = helper.spawn(inner)
     assert(pid, "could not start nginx")
     local self = setmetatable({ pid = pid, port = port, prefix = prefix,
                                 url = "http://127.0.0.1:" .. port }, Nginx)
@@ -412,7 +434,7 @@ while (time < $end) {
 function helper.start_dns()
   local script, out = os.tmpname(), os.tmpname()
   write_file(script, DNS_STUB)
-  local pid = tonumber(capture("sh -c " .. q("exec perl " .. q(script) .. " >" .. q(out) .. " 2>&1 </dev/null & echo $!")))
+  local pid = helper.spawn("exec perl " .. q(script) .. " >" .. q(out) .. " 2>&1 </dev/null")
   assert(pid, "could not start the DNS stub")
   local dns = { pid = pid }
   function dns.stop()
