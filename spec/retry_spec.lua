@@ -43,10 +43,20 @@ describe("retry policy", function()
     assert.is_false(retry.done("DELETE", nil, 2))
   end)
 
-  it("waits at least a second after a 429 without Retry-After", function()
-    for _ = 1, 20 do
-      assert.is_true(retry.delay(1, { kind = "http", status = 429 }, opts) >= 0.5)
+  it("waits at least a second after a 429 without Retry-After, jittered", function()
+    local min, max = math.huge, 0
+    for _ = 1, 200 do
+      local d = retry.delay(1, { kind = "http", status = 429 }, opts)
+      min, max = math.min(min, d), math.max(max, d)
     end
+    assert.is_true(min >= 1, "waited " .. min .. " s")
+    assert.is_true(max <= 2, "waited " .. max .. " s")
+    assert.is_true(max - min > 0.5, "no jitter: " .. min .. " to " .. max .. " s")
+    -- A max_retry_delay under a second wins; at a second the wait is exactly that.
+    local capped = { retries = 3, retry_base = 0.5, max_retry_delay = 1 }
+    for _ = 1, 20 do assert.equals(1, retry.delay(1, { kind = "http", status = 429 }, capped)) end
+    capped.max_retry_delay = 0.2
+    for _ = 1, 20 do assert.is_true(retry.delay(1, { kind = "http", status = 429 }, capped) <= 0.2) end
   end)
 
   it("honours Retry-After up to max_retry_delay, then gives up", function()

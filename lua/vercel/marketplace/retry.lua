@@ -37,16 +37,21 @@ end
 -- Without a `Retry-After`: exponential backoff from `opts.retry_base` seconds,
 -- doubled per retry and capped at `opts.max_retry_delay`, with "equal jitter"
 -- (half fixed, half random) so that many clients do not retry in step.  A 429
--- without `Retry-After` waits at least one second, as Vercel advises.
+-- without `Retry-After` waits at least one second, as Vercel advises: its step
+-- is at least two, so the jittered wait is 1-2 s at first and still spread
+-- (a `max_retry_delay` under a second wins over the floor).
 function M.delay(n, err, opts)
   local after = err.retry_after
   if after then
     if after > opts.max_retry_delay then return nil end
     return after
   end
-  local d = math.min(opts.max_retry_delay, opts.retry_base * 2 ^ (n - 1))
-  if err.status == 429 then d = math.min(opts.max_retry_delay, math.max(d, 1)) end
-  return d / 2 + math.random() * d / 2
+  local d = opts.retry_base * 2 ^ (n - 1)
+  if err.status == 429 then d = math.max(d, 2) end
+  d = math.min(opts.max_retry_delay, d)
+  local wait = d / 2 + math.random() * d / 2
+  if err.status == 429 then wait = math.max(wait, math.min(1, opts.max_retry_delay)) end
+  return wait
 end
 
 return M
