@@ -414,9 +414,31 @@ static void emit_name(mp_walk *w, const mp_field *f, int *first) {
 
 /* --- tables: depth, cycles and shape ------------------------------------------- */
 
+/* The event by which t's metatable supplies contents -- __index, __pairs or
+ * __len: a read-only proxy, say -- or NULL.  The walk reads tables raw, so
+ * such a table would be sent as what it holds itself (an empty proxy as `[]`
+ * or `{}`, wiping what it stands for): it is refused instead.  Our array mark
+ * is the one metatable that means something here.  Needs 3 stack slots. */
+static const char *content_event(lua_State *L, int t) {
+  static const char *const events[] = {"__index", "__pairs", "__len", NULL};
+  const char *found = NULL;
+  int i;
+  if (!lua_getmetatable(L, t)) return NULL;
+  luaL_getmetatable(L, ARRAY_MT);
+  for (i = 0; !lua_rawequal(L, -1, -2) && events[i] != NULL && found == NULL; i++) {
+    lua_pushstring(L, events[i]);
+    lua_rawget(L, -3);
+    if (!lua_isnil(L, -1)) found = events[i];
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return found;
+}
+
 /* Open table t on the path, with `slots` free stack slots; 0 (problem
  * recorded) when it must not be descended into. */
 static int enter(mp_walk *w, int t, int slots) {
+  const char *event;
   const void *p = lua_topointer(w->L, t);
   int i;
   for (i = 0; i < w->depth; i++) {
@@ -436,6 +458,13 @@ static int enter(mp_walk *w, int t, int slots) {
       return 0;
     }
     w->room = lua_gettop(w->L) + slots + 8 + STACK_CHUNK;
+  }
+  if ((event = content_event(w->L, t)) != NULL) {
+    if (!w->stop) {
+      lua_pushfstring(w->L, "has a metatable with %s: pass a plain table (its contents are read raw)", event);
+      record(w);
+    }
+    return 0;
   }
   w->open[w->depth++] = p;
   return 1;

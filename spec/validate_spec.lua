@@ -230,6 +230,28 @@ describe("import body", function()
     local bad = bodies.hostile(with(bodies.import_min(), { zz = bodies.hostile({}) }))
     assert.same({ "zz: unknown field" }, problems("import", bad))
   end)
+
+  -- Read raw, an empty proxy for a secrets list would be sent as [] and wipe
+  -- every secret: it is refused, without running its metamethods.
+  it("refuses a table whose metatable supplies contents (a proxy), at its path", function()
+    local msg = "has a metatable with %s: pass a plain table (its contents are read raw)"
+    for _, event in ipairs({ "__index", "__pairs", "__len" }) do
+      local body = with(bodies.import_min(), { secrets = bodies.proxy(event) })
+      assert.same({ "secrets: " .. msg:format(event) }, problems("import", body))
+    end
+    local body = bodies.import_full()
+    body.metadata.tags = bodies.proxy()
+    body.billingPlan.details[2] = bodies.proxy()
+    assert.same({ "metadata.tags: " .. msg:format("__index"),
+                  "billingPlan.details[2]: " .. msg:format("__index") }, problems("import", body))
+    assert.same({ "secrets: " .. msg:format("__index") }, problems("secrets", { secrets = bodies.proxy() }))
+    assert.same({ ": " .. msg:format("__index") }, problems("update", bodies.proxy()))
+  end)
+
+  it("accepts arrays marked with marketplace.array, the one metatable that means something", function()
+    local body = with(bodies.import_min(), { secrets = setmetatable({}, core.array_mt) })
+    assert.is_true(core.validate("import", body))
+  end)
 end)
 
 describe("update body", function()
