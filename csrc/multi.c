@@ -82,9 +82,6 @@ static int slot_init(multi *mu, slot *s) {
   if ((s->easy = curl_easy_init()) == NULL) return 0;
   mp_easy_setup(s->easy, &mu->conf, &s->ans);
   curl_easy_setopt(s->easy, CURLOPT_PRIVATE, (void *)s);
-  /* Over TLS, wait for the first connection to learn whether it speaks
-   * HTTP/2 and multiplex on it, rather than open n connections at once. */
-  curl_easy_setopt(s->easy, CURLOPT_PIPEWAIT, 1L);
   return 1;
 }
 
@@ -136,6 +133,11 @@ static int multi_start(lua_State *L) {
   if (body != NULL && !mp_buf_add(&s->req, body, len)) return luaL_error(L, "not enough memory");
   mp_answer_reset(&s->ans);
   mp_easy_request(s->easy, &mu->conf, method, url, body == NULL ? NULL : len ? s->req.data : "", len);
+  /* Over TLS, wait for the first connection to learn (by ALPN) whether it
+   * speaks HTTP/2 and multiplex on it, rather than open n connections at
+   * once.  Plain HTTP never multiplexes here, and waiting would hold every
+   * request behind the first answer -- until their timeout, unsent. */
+  curl_easy_setopt(s->easy, CURLOPT_PIPEWAIT, strncmp(url, "https:", 6) == 0 ? 1L : 0L);
   if ((mc = curl_multi_add_handle(mu->m, s->easy)) != CURLM_OK)
     return luaL_error(L, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
   s->state = RUNNING;

@@ -216,6 +216,20 @@ describe("batches", function()
     c:close()
   end)
 
+  -- Over plain HTTP no connection can multiplex, so nothing waits to find
+  -- out: a slow first answer must not hold the rest of the wave back (it
+  -- used to, until their timeout, and they failed unsent).
+  it("does not hold the other requests back behind a slow first answer", function()
+    local c = inst({ timeout = 1 })
+    emu:control("POST", "/_emulator/faults", { path = ".*/db_1$", delay = 2, count = 1 })
+    local results = c:import_many(items(8), { concurrency = 8 })
+    assert.is_false(results[1].ok)
+    assert.equals("timeout", results[1].err.kind)
+    for i = 2, 8 do assert.is_true(results[i].ok, "item " .. i .. ": " .. tostring(results[i].err)) end
+    assert.equals(8, count(emu:requests(), "PUT"))
+    c:close()
+  end)
+
   it("sends one at a time with concurrency = 1", function()
     local c = inst()
     assert_all_ok(c:import_many(items(5), { concurrency = 1 }), 5)
