@@ -203,7 +203,7 @@ static int multi_poll(lua_State *L) {
 static int multi_result(lua_State *L) {
   multi *mu = check_multi(L);
   slot *s = check_slot(L, mu, 2, DONE);
-  int n = mp_push_answer(L, s->easy, &s->ans, s->rc);
+  int n = mp_push_answer(L, s->easy, &mu->conf, &s->ans, s->rc);
   s->state = IDLE;
   mp_buf_trim(&s->req, MP_KEEP_BUFFER);
   mp_buf_trim(&s->ans.body, MP_KEEP_BUFFER);

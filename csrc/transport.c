@@ -165,12 +165,14 @@ static struct curl_slist *slist_add(struct curl_slist *list, const char *line, i
   return next ? next : list;
 }
 
+#define BEARER "Authorization: Bearer "
+
 /* Both header lists are built once: libcurl copies the strings, and the
  * token then exists only inside them (never in a Lua-visible string of ours). */
 static struct curl_slist *headers(lua_State *L, int with_json, const char *token) {
   int ok = 1;
   struct curl_slist *list = NULL;
-  list = slist_add(list, lua_pushfstring(L, "Authorization: Bearer %s", token), &ok);
+  list = slist_add(list, lua_pushfstring(L, BEARER "%s", token), &ok); /* first: push_error_body */
   lua_pop(L, 1);
   list = slist_add(list, "Accept: application/json", &ok);
   /* "Expect:" stops libcurl from waiting for 100-continue on larger bodies. */
@@ -363,12 +365,45 @@ static int push_failure(lua_State *L, const mp_answer *a, CURLcode rc) {
   return 4;
 }
 
-int mp_push_answer(lua_State *L, CURL *e, mp_answer *a, CURLcode rc) {
+/* The first n-byte occurrence of k in s (k non-empty), or NULL. */
+static const char *find_bytes(const char *s, size_t len, const char *k, size_t n) {
+  const char *end = s + len, *p = s;
+  while ((size_t)(end - p) >= n && (p = (const char *)memchr(p, k[0], (size_t)(end - p - n) + 1)) != NULL) {
+    if (memcmp(p, k, n) == 0) return p;
+    p++;
+  }
+  return NULL;
+}
+
+/* An error answer may echo the request -- a gateway's page, a message
+ * quoting a header -- so the token is cut out of it before Lua sees it:
+ * no error message or log line made from it can carry the token. */
+static void push_error_body(lua_State *L, const mp_conf *conf, const char *body, size_t len) {
+  const char *token = conf->hdr_plain->data + sizeof(BEARER) - 1, *p = body, *hit;
+  size_t n = strlen(token);
+  luaL_Buffer b;
+  if (n == 0 || (hit = find_bytes(p, len, token, n)) == NULL) {
+    lua_pushlstring(L, body, len);
+    return;
+  }
+  luaL_buffinit(L, &b);
+  do {
+    luaL_addlstring(&b, p, (size_t)(hit - p));
+    luaL_addstring(&b, "[token]");
+    p = hit + n;
+  } while ((hit = find_bytes(p, len - (size_t)(p - body), token, n)) != NULL);
+  luaL_addlstring(&b, p, len - (size_t)(p - body));
+  luaL_pushresult(&b);
+}
+
+int mp_push_answer(lua_State *L, CURL *e, const mp_conf *conf, mp_answer *a, CURLcode rc) {
   long status = 0;
+  const char *body = a->body.data ? a->body.data : "";
   if (rc != CURLE_OK) return push_failure(L, a, rc);
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
   lua_pushinteger(L, (lua_Integer)status);
-  lua_pushlstring(L, a->body.data ? a->body.data : "", a->body.len);
+  if (status >= 200 && status < 300) lua_pushlstring(L, body, a->body.len);
+  else push_error_body(L, conf, body, a->body.len);
   push_meta(L, e, a);
   mp_buf_trim(&a->body, MP_KEEP_BUFFER);
   return 3;
@@ -445,7 +480,7 @@ static int session_perform(lua_State *L) {
   const char *body = luaL_optlstring(L, 4, NULL, &len); /* pinned on the stack */
   mp_answer_reset(&s->ans);
   mp_easy_request(s->easy, &s->conf, method, url, body, len);
-  return mp_push_answer(L, s->easy, &s->ans, curl_easy_perform(s->easy));
+  return mp_push_answer(L, s->easy, &s->conf, &s->ans, curl_easy_perform(s->easy));
 }
 
 /* ---------------------------------------------------------------- ids, time */

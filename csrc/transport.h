@@ -51,9 +51,10 @@ void mp_easy_request(CURL *e, const mp_conf *c, const char *method, const char *
                      const char *body, size_t len);
 
 void mp_answer_reset(mp_answer *a);
-/* Push what session:perform returns for a transfer that ended with rc:
+/* Push what session:perform returns for a transfer that ended with rc, sent
+ * with conf (an error answer has the token cut out):
  * status, body, meta (3) or nil, kind, message, retryable (4). */
-int mp_push_answer(lua_State *L, CURL *e, mp_answer *a, CURLcode rc);
+int mp_push_answer(lua_State *L, CURL *e, const mp_conf *conf, mp_answer *a, CURLcode rc);
 
 /* Argument checks shared by perform and start: the method, and a URL that
  * holds no spaces, CR, LF or NUL.  Misuse raises. */

@@ -355,6 +355,13 @@ describe("inside nginx", function()
       assert.is_nil(cjson.encode(err):find(TOKEN, 1, true))
       assert.is_nil(app:error_log():find(TOKEN, 1, true))
     end)
+
+    it("cut the token out of an error answer that echoes it", function()
+      emu:control("POST", "/_emulator/faults", { status = 400, error = { code = "bad", message = "no " .. TOKEN } })
+      local _, err = in_nginx({ op = "list" })
+      assert.equals(400, err.status)
+      assert.equals("no [token]", err.api_message)
+    end)
   end)
 
   describe("batches", function()

@@ -181,6 +181,39 @@ describe("secrets", function()
     end)
   end
 
+  -- A server (or a gateway before it) whose error quotes the request: the
+  -- token is cut out by the transport, the secret values the request carried
+  -- by the error's reader, and control characters become spaces.
+  it("cuts them out of error messages that echo them, single calls and batches alike", function()
+    local echo = { status = 400, count = 100, error = {
+      code = "bad_" .. SECRET, message = "bad value " .. SECRET .. "\n\27[31mfor Bearer " .. TOKEN } }
+    local calls = {
+      import = OPS.import, update = OPS.update, update_partial = OPS.update_partial,
+      update_secrets = OPS.update_secrets,
+      import_many = function(i) return nil, i:import_many({ { id = "db_1", body = import_body() } })[1].err end,
+      update_many = function(i) return nil, i:update_many({ { id = "db_1", body = { secrets = secrets() } } })[1].err end,
+    }
+    for name, call in pairs(calls) do
+      emu:control("POST", "/_emulator/faults", echo)
+      local inst = installation()
+      local v, err = call(inst)
+      inst:close()
+      assert.is_nil(v, name)
+      assert.equals(400, err.status)
+      assert.equals("bad value [secret]  [31mfor Bearer [token]", err.api_message)
+      assert.equals("bad_[secret]", err.code)
+      assert_clean(err, name .. " error")
+      assert.is_nil(tostring(err):find("%c"), name)
+      emu:control("DELETE", "/_emulator/faults")
+    end
+    -- What a request did not carry cannot be recognised, but the token can.
+    emu:control("POST", "/_emulator/faults", echo)
+    local inst = installation()
+    local _, err = inst:get("db_1")
+    inst:close()
+    assert.equals("bad value val-SECRET-MARKER-51e2b8  [31mfor Bearer [token]", err.api_message)
+  end)
+
   it("keeps them off stderr with MARKETPLACE_DEBUG=1, whatever happens", function()
     local script = ([[
       local m = require "vercel.marketplace"

@@ -163,9 +163,10 @@ function Installation:_path(url)
   return url:sub(#self.base_url + 1)
 end
 
---- One request with retries: `status, body, meta` or `nil, err`.
+--- One request with retries: `status, body, meta` or `nil, err` (`sent`,
+-- the body table, keeps its secrets out of the error).
 -- @local
-function Installation:_send(method, url, json)
+function Installation:_send(method, url, json, sent)
   local opts = self._opts
   local attempt = 0
   while true do
@@ -174,7 +175,7 @@ function Installation:_send(method, url, json)
     local status, body, meta, retryable = self._session:perform(method, url, json)
     if started then self:_log_attempt(method, url, attempt, started, status, body, meta) end
     if retry.done(method, status, attempt) then return status, body, meta end
-    local err = response.failure(status, body, meta)
+    local err = response.failure(status, body, meta, sent)
     err.method, err.path, err.attempts = method, self:_path(url), attempt
     if attempt > opts.retries or not retry.retryable(err, retryable) then return nil, err end
     local wait = retry.delay(attempt, err, opts)
@@ -204,7 +205,7 @@ end
 function Installation:_run(op, id, body)
   local method, url, json = self:_prepare(op, id, body)
   if not method then return nil, url end
-  local status, resp, meta = self:_send(method, url, json)
+  local status, resp, meta = self:_send(method, url, json, body)
   if not status then return nil, resp end
   return self:_value(OPS[op].answer, status, resp, meta, method, url)
 end

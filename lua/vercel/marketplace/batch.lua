@@ -90,13 +90,14 @@ local function parts(op, item)
   return item.id, item.body
 end
 
--- A request ready to go: {i, method, url, json, attempt}, or nil, err.
+-- A request ready to go: {i, method, url, json, body, attempt}, or nil, err
+-- (the body is kept for the secrets an error must not quote).
 local function prepare(inst, op, i, item)
   local id, body = parts(op, item)
   if not id then return nil, body end
   local method, url, json = inst:_prepare(op, id, body)
   if not method then return nil, url end
-  return { i = i, method = method, url = url, json = json, attempt = 0 }
+  return { i = i, method = method, url = url, json = json, body = body, attempt = 0 }
 end
 
 -- One batch run ----------------------------------------------------------
@@ -122,7 +123,7 @@ end
 -- again.  A 429 pauses the whole batch until the wait it asked for has
 -- passed.
 function Run:failed(req, status, body, meta, retryable)
-  local err = response.failure(status, body, meta)
+  local err = response.failure(status, body, meta, req.body)
   err.method, err.path, err.attempts = req.method, self.inst:_path(req.url), req.attempt
   local wait = req.attempt <= self.opts.retries and retry.retryable(err, retryable)
       and retry.delay(req.attempt, err, self.opts)

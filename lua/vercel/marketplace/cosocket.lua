@@ -14,6 +14,7 @@
 --
 -- Only usable where nginx lets a request yield: see `M.yieldable`.
 -- @module vercel.marketplace.cosocket
+local response = require "vercel.marketplace.response"
 local ngx = ngx -- luacheck: ignore (nil outside nginx: this module is then never used)
 
 local M = {}
@@ -289,6 +290,15 @@ local function exchange(s, sock, method, authority, path, body, deadline, timeou
   }
 end
 
+-- As the C session does: an error answer may echo the request (a gateway's
+-- page, a message quoting a header), so the token is cut out of it before
+-- an error message or log line can be made from it.
+local function without_token(self, status, body)
+  if not status or (status >= 200 and status < 300) then return body end
+  local token = header_block[self]:match("\nAuthorization: Bearer ([^\r]*)\r\n")
+  return response.cut(body, token, "[token]")
+end
+
 --- session:perform(method, url[, body]) -> status, body, meta | nil, kind,
 -- message, retryable.  Misuse (a closed session, a bad method or URL) raises.
 function Session:perform(method, url, body)
@@ -314,7 +324,7 @@ function Session:perform(method, url, body)
     local status, rbody, meta, rretryable, silent = exchange(self, sock, method, authority, path, body,
       deadline, timeout_ms)
     if status or not (was_reused and silent and rbody == "transport") then
-      return status, rbody, meta, rretryable
+      return status, without_token(self, status, rbody), meta, rretryable
     end
   end
   return failure("transport", "connection closed before a whole answer came", true)

@@ -41,17 +41,59 @@ function M.decode_object(body)
   return v
 end
 
-local function string_or_nil(v)
-  return type(v) == "string" and v or nil
+--- `text` with every occurrence of `what` (plain bytes) replaced by `with`.
+function M.cut(text, what, with)
+  if what == "" or not text:find(what, 1, true) then return text end
+  local parts, from = {}, 1
+  while true do
+    local i, j = text:find(what, from, true)
+    if not i then break end
+    parts[#parts + 1] = text:sub(from, i - 1)
+    from = j + 1
+  end
+  parts[#parts + 1] = text:sub(from)
+  return table.concat(parts, with)
 end
 
---- The error object for an answer whose status is not 2xx.
-function M.http_error(status, body, meta)
+-- Shorter values are too likely to occur in a message by chance.
+local MIN_SECRET = 4
+
+-- The secret values (and per-environment overrides) a request body carried:
+-- `secrets` as an array, or an update's `{secrets = array}`.  The body was
+-- validated before it was sent, so it is plain data.
+local function secret_values(sent)
+  local list = type(sent) == "table" and sent.secrets
+  if type(list) == "table" and type(list.secrets) == "table" then list = list.secrets end
+  local out = {}
+  local function add(v)
+    if type(v) == "string" and #v >= MIN_SECRET then out[#out + 1] = v end
+  end
+  for _, secret in ipairs(type(list) == "table" and list or {}) do
+    add(secret.value)
+    for _, v in pairs(type(secret.environmentOverrides) == "table" and secret.environmentOverrides or {}) do add(v) end
+  end
+  return out
+end
+
+-- A string of the server's, fit for an error message: a secret value the
+-- request carried and the server echoed is cut out (the token already is,
+-- by the transports), and control characters become spaces, so a hostile
+-- answer cannot forge lines in a log or drive a terminal.
+local function server_text(v, secrets)
+  if type(v) ~= "string" then return nil end
+  for _, secret in ipairs(secrets) do v = M.cut(v, secret, "[secret]") end
+  return (v:gsub("%c", " "))
+end
+
+--- The error object for an answer whose status is not 2xx; `sent` is the
+-- request's body (a table), if it had one.
+function M.http_error(status, body, meta, sent)
   local e = { status = status, request_id = meta.request_id, retry_after = meta.retry_after }
   local v = M.decode_object(body)
   local api = v and v.error
   if type(api) == "table" then
-    e.code, e.api_message = string_or_nil(api.code), string_or_nil(api.message)
+    local secrets = secret_values(sent)
+    e.code, e.api_message = server_text(api.code, secrets), server_text(api.message, secrets)
     e.limit = type(api.limit) == "table" and api.limit or nil
   end
   local reason = REASONS[status]
@@ -60,8 +102,9 @@ end
 
 --- The error object for one failed attempt: an error status, or a transport
 -- failure (`status` nil, then `body` is the kind and `meta` the message).
-function M.failure(status, body, meta)
-  if status then return M.http_error(status, body, meta) end
+-- `sent`: the request's body table, if any (see `http_error`).
+function M.failure(status, body, meta, sent)
+  if status then return M.http_error(status, body, meta, sent) end
   return errors.new(body, meta)
 end
 
