@@ -10,8 +10,6 @@
 --    VERCEL_API_URL=http://127.0.0.1:8787 VERCEL_TOKEN=emulator-token \
 --      lua5.4 examples/import_export.lua export.json     # or - for stdin
 local marketplace = require "vercel.marketplace"
-local cjson = require "cjson"
-local core = require "vercel.marketplace.core"
 
 local inst = marketplace.installation(os.getenv("VERCEL_INSTALLATION_ID") or "icfg_demo", {
   token = assert(os.getenv("VERCEL_TOKEN"), "set VERCEL_TOKEN to the installation access token"),
@@ -23,10 +21,12 @@ local function fail(code, fmt, ...)
   os.exit(code)
 end
 
--- 1. Read the export; integers stay integers on Lua 5.3+ (core.integerize).
+-- 1. Read the export as the library reads answers: integers stay integers
+-- on Lua 5.3+, and an empty array stays an array (plain cjson would send it
+-- back as {}).
 local path = arg[1] or fail(2, "usage: import_export.lua EXPORT.json (or - for stdin)")
 local f = path == "-" and io.stdin or assert(io.open(path, "rb"))
-local export = core.integerize(cjson.decode(f:read("*a")))
+local export = assert(marketplace.decode(f:read("*a")))
 if f ~= io.stdin then f:close() end
 
 -- 2. Validate every item before sending anything.

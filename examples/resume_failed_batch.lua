@@ -9,7 +9,6 @@
 -- the items that failed are sent again, after the wait the API asked for.
 -- Validation failures are not retried: they would fail again.
 local marketplace = require "vercel.marketplace"
-local cjson = require "cjson"
 local core = require "vercel.marketplace.core"
 
 local ROUNDS = 3
@@ -22,7 +21,7 @@ local inst = marketplace.installation(os.getenv("VERCEL_INSTALLATION_ID") or "ic
 
 local function read_json(path)
   local f = assert(io.open(path, "rb"))
-  local v = core.integerize(cjson.decode(f:read("*a")))
+  local v = assert(marketplace.decode(f:read("*a"))) -- empty arrays and integers kept
   f:close()
   return v
 end

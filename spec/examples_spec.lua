@@ -79,6 +79,15 @@ describe("examples", function()
       assert.equals(30, #puts())
     end)
 
+    it("keeps an empty array in metadata an array (marketplace.decode)", function()
+      local text = '[{"id":"exp_e","productId":"kv","name":"c","status":"ready","metadata":{"tags":[],"n":7}}]'
+      local code, out, err = run("import_export.lua", { file(text) })
+      assert.equals(0, code, err)
+      assert.truthy(out:find("verified 1", 1, true), out)
+      local _, stored = helper.http("GET", emu.url .. "/_emulator/resources/" .. ICFG .. "/exp_e")
+      assert.truthy(stored:find('"tags":[]', 1, true), stored)
+    end)
+
     it("refuses an export with an invalid item and sends nothing", function()
       local export = sync_file(3)
       export[2].status = "lost"

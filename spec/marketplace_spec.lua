@@ -4,6 +4,7 @@
 local helper = require "helper"
 local cjson = require "cjson"
 local marketplace = require "vercel.marketplace"
+local core = require "vercel.marketplace.core"
 
 local bodies = require "fixtures.bodies"
 
@@ -329,6 +330,28 @@ describe("vercel.marketplace", function()
       for _, p in ipairs(err.errors) do paths[#paths + 1] = p.path end
       assert.same({ "billingPlan.type", "billingPlan.details[2].label" }, paths)
       assert.has_error(function() marketplace.validate("delete", {}) end)
+    end)
+  end)
+
+  describe("decode", function()
+    it("reads JSON as answers are read: empty arrays and integers kept", function()
+      local v = assert(marketplace.decode('{"metadata":{"tags":[],"none":{},"n":7},"list":[1,[]]}'))
+      local json = core.encode("update", { metadata = v.metadata })
+      for _, part in ipairs({ '"tags":[]', '"none":{}', '"n":7' }) do
+        assert.truthy(json:find(part, 1, true), json)
+      end
+      if math.type then assert.equals("integer", math.type(v.metadata.n)) end
+      assert.equals(2, #v.list)
+    end)
+
+    it("answers a decode error for text that is not a JSON object or array; raises on misuse", function()
+      for text, msg in pairs({ ["3"] = "expected a JSON object or array", ["nope"] = "invalid JSON: " }) do
+        local v, err = marketplace.decode(text)
+        assert.is_nil(v)
+        assert.equals("decode", err.kind)
+        assert.equals(1, err.message:find(msg, 1, true), err.message)
+      end
+      assert.has_error(function() marketplace.decode(3) end)
     end)
   end)
 

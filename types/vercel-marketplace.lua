@@ -330,6 +330,13 @@ function marketplace.installation(id, opts) end
 ---@return vercel.marketplace.Error|nil err a `validation` error listing every problem
 function marketplace.validate(kind, body) end
 
+---Decode JSON text as answers are decoded: empty arrays stay marked arrays,
+---integers stay integers (5.3+), so a file read this way is sent back as written.
+---@param text string
+---@return table|nil
+---@return vercel.marketplace.Error|nil err a `decode` error
+function marketplace.decode(text) end
+
 ---Mark a table as a JSON array, sent as `[]` even when empty (inside
 ---`metadata` and `extras` an unmarked empty table is `{}`).
 ---@generic T: table

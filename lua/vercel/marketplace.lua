@@ -101,7 +101,25 @@ function M.array(t)
   return setmetatable(t, core.array_mt)
 end
 
+--- Decode JSON text (an object or an array) as answers are decoded: empty
+-- arrays stay marked (`marketplace.array`) and integers stay integers on Lua
+-- 5.3+, so what a script reads from a file is sent back exactly as written.
+-- Plain `cjson.decode` would turn `[]` into a table sent as `{}`.
+-- @tparam string text
+-- @return the table, or nil and a `decode` error
+-- @usage local export = assert(marketplace.decode(io.open("export.json"):read("a")))
+function M.decode(text)
+  check_arg("decode", 1, text, "string")
+  local v, why = response.decode_object(text)
+  if v ~= nil then return v end
+  if why == "not a JSON object" then return nil, errors.new("decode", "expected a JSON object or array") end
+  return nil, errors.new("decode", "invalid JSON: " .. why)
+end
+
 --- Validate a request body offline, exactly as `import`/`update` would.
+-- The `"secrets"` body is the one `PUT .../secrets` sends:
+-- `{secrets = {...}, partial = bool?}` (`update_secrets` builds it from its
+-- arguments).
 -- @tparam string kind `"import"`, `"update"` or `"secrets"`
 -- @tparam table body
 -- @return true, or nil and a `validation` error listing every problem
