@@ -566,6 +566,16 @@ describe("examples/openresty", function()
   local SECRET = "hook-secret"
   local dir = helper.root .. "/examples/openresty"
 
+  it("loads the client from where the README's install puts it", function()
+    local conf = assert(helper.read_file(dir .. "/nginx.conf"))
+    local readme = assert(helper.read_file(helper.root .. "/README.md"))
+    for _, directive in ipairs({ "lua_package_path", "lua_package_cpath" }) do
+      local want = assert(readme:match("\n" .. directive .. "%s+\"([^\"]*)\""), directive)
+      local got = assert(conf:match("\n%s*" .. directive .. "%s+\"([^\"]*)\""), directive)
+      assert.truthy(got:find(want:gsub(";;$", ""), 1, true), directive .. ": " .. got .. " vs " .. want)
+    end
+  end)
+
   local function example_http_body(cert)
     local conf = assert(helper.read_file(dir .. "/nginx.conf"))
     local body = assert(conf:match("\nhttp {\n(.*)}%s*$"), "no http block")
