@@ -40,11 +40,12 @@ describe("vercel.marketplace", function()
       end)
       for _, bad in ipairs({ { timeout = 0 }, { timeout = "30" }, { connect_timeout = -1 },
         { max_response_size = 0 / 0 }, { max_response_size = 2 ^ 32 }, { retry_base = -1 }, { ca_file = true },
-        { retries = 1.5 } }) do
+        { retries = 1.5 }, { timeout = 2e6 }, { max_response_size = 0.5 }, { max_response_size = 1000.5 } }) do
         bad.token = "t"
         local ok, msg = pcall(marketplace.installation, "icfg_1", bad)
         assert.is_false(ok)
         assert.matches("option '[%w_]+' must be", msg)
+        assert.is_nil(msg:find("transport.lua", 1, true), msg) -- checked where it is given
       end
     end)
 

@@ -75,6 +75,7 @@ M.billing_plan_type = constants("billing plan type", core.enums.billing_plan_typ
 M.notification_level = constants("notification level", core.enums.notification_level)
 
 local MAX_RESPONSE_LIMIT = 2 ^ 31 - 1 -- answers are held in memory whole
+local MAX_SECONDS = 1e6 -- as the C session: longer is surely a unit mistake
 
 local BODY_KINDS = { import = true, update = true, secrets = true }
 
@@ -181,8 +182,8 @@ function Installation:_path(url)
   return url:sub(#self.base_url + 1)
 end
 
---- One request with retries: `status, body, meta` or `nil, err` (`sent`,
--- the body table, keeps its secrets out of the error).
+--- One request with retries: `status, body, meta, attempts` or `nil, err`
+-- (`sent`, the body table, keeps its secrets out of the error).
 -- @local
 function Installation:_send(method, url, json, sent)
   local opts = self._opts
@@ -192,7 +193,7 @@ function Installation:_send(method, url, json, sent)
     local started = self._log and core.now()
     local status, body, meta, retryable = self._session:perform(method, url, json)
     if started then self:_log_attempt(method, url, attempt, started, status, body, meta) end
-    if retry.done(method, status, attempt) then return status, body, meta end
+    if retry.done(method, status, attempt) then return status, body, meta, attempt end
     local err = response.failure(status, body, meta, sent)
     err.method, err.path, err.attempts = method, self:_path(url), attempt
     if attempt > opts.retries or not retry.retryable(err, retryable) then return nil, err end
@@ -211,11 +212,12 @@ function Installation:_log_attempt(method, url, attempt, started, status, body, 
     method, self:_path(url), outcome, attempt, (core.now() - started) * 1000, rid))
 end
 
---- The value of a 2xx answer to `method url`, or nil and its decode error.
+--- The value of a 2xx answer to `method url` after `attempts`, or nil and
+-- its decode error.
 -- @local
-function Installation:_value(answer, status, body, meta, method, url)
+function Installation:_value(answer, status, body, meta, method, url, attempts)
   local v, err = response.value(answer, status, body, meta)
-  if v == nil then err.method, err.path = method, self:_path(url) end
+  if v == nil then err.method, err.path, err.attempts = method, self:_path(url), attempts end
   return v, err
 end
 
@@ -223,9 +225,9 @@ end
 function Installation:_run(op, id, body)
   local method, url, json = self:_prepare(op, id, body)
   if not method then return nil, url end
-  local status, resp, meta = self:_send(method, url, json, body)
+  local status, resp, meta, attempts = self:_send(method, url, json, body)
   if not status then return nil, resp end
-  return self:_value(OPS[op].answer, status, resp, meta, method, url)
+  return self:_value(OPS[op].answer, status, resp, meta, method, url, attempts)
 end
 
 --- Import (upsert) a resource: `PUT /v1/installations/{id}/resources/{rid}`.
@@ -263,13 +265,13 @@ end
 -- @return an array of resource objects, or nil, err
 function Installation:list()
   local url = self._resources:sub(1, -2)
-  local status, body, meta = self:_send("GET", url)
+  local status, body, meta, attempts = self:_send("GET", url)
   if not status then return nil, body end
-  local v, err = self:_value("object", status, body, meta, "GET", url)
+  local v, err = self:_value("object", status, body, meta, "GET", url, attempts)
   if not v then return nil, err end
   if type(v.resources) ~= "table" then
-    return nil, errors.new("decode", "expected a \"resources\" array",
-      { status = status, request_id = meta.request_id, method = "GET", path = self:_path(url) })
+    return nil, errors.new("decode", "expected a \"resources\" array", { status = status,
+      request_id = meta.request_id, method = "GET", path = self:_path(url), attempts = attempts })
   end
   for _, r in ipairs(v.resources) do
     if type(r) == "table" then resource.wrap(self, r) end
@@ -359,13 +361,15 @@ local function check_options(opts)
   for _, k in ipairs({ "retry_base", "max_retry_delay" }) do
     if type(o[k]) ~= "number" or not (o[k] >= 0) then error(("option '%s' must be a number >= 0"):format(k), 3) end
   end
-  for _, k in ipairs({ "timeout", "connect_timeout", "max_response_size" }) do
-    if type(o[k]) ~= "number" or not (o[k] > 0 and o[k] < math.huge) then
-      error(("option '%s' must be a positive number"):format(k), 3)
+  -- The session checks these too; here the message points at the caller.
+  for _, k in ipairs({ "timeout", "connect_timeout" }) do
+    if type(o[k]) ~= "number" or not (o[k] > 0 and o[k] < MAX_SECONDS) then
+      error(("option '%s' must be a positive number of seconds, under %d"):format(k, MAX_SECONDS), 3)
     end
   end
-  if o.max_response_size > MAX_RESPONSE_LIMIT then
-    error("option 'max_response_size' must be at most 2 GiB", 3)
+  local size = o.max_response_size
+  if type(size) ~= "number" or not (size >= 1 and size <= MAX_RESPONSE_LIMIT) or size % 1 ~= 0 then
+    error("option 'max_response_size' must be a whole number of bytes from 1 to 2 GiB", 3)
   end
   for _, k in ipairs({ "ca_file", "ca_path", "user_agent" }) do
     if o[k] and type(o[k]) ~= "string" then error(("option '%s' must be a string"):format(k), 3) end
