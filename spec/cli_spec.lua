@@ -358,6 +358,119 @@ describe("vercel-marketplace (command line)", function()
     end)
   end)
 
+  describe("token scrubbing", function()
+    local MARK = "TOKEN_MARKER_abc123XYZ"
+
+    -- Neither the token nor a recognisable piece of it, in any form.
+    local function assert_hidden(secret, args, out, err)
+      local all = out .. err
+      for _, s in ipairs({ secret, secret:gsub('"', '\\"'), secret:sub(-9) }) do
+        assert.is_nil(all:find(s, 1, true), table.concat(args, " ") .. "\n" .. all)
+      end
+    end
+
+    it("a usage error never quotes a stray argument, even a short one", function()
+      local no_token = { VERCEL_API_URL = emu.url, VERCEL_INSTALLATION_ID = ICFG }
+      for _, args in ipairs({
+        { "--installation", "--token", MARK, "list" },
+        { "--installation", "--token", MARK, "list", "--json" },
+        { "--tokn", MARK, "list" },
+        { "--json", "--tokn", MARK, "list" },
+        { "--tokn=" .. MARK, "list" },
+        { "list", "--" .. MARK },
+        { "list", "--token" .. MARK },
+        { "list", "-" .. MARK },
+        { "help", MARK },
+        { MARK },
+        { "--tokn", "Zq7xyQ", "list" },
+      }) do
+        local code, out, err = run(args, { env = no_token })
+        assert.equals(2, code, table.concat(args, " "))
+        assert_hidden(MARK, args, out, err)
+        assert.is_nil((out .. err):find("Zq7xyQ", 1, true), out .. err)
+        assert.truthy(err:find("^vercel%-marketplace: "), err)
+        if args[#args] == "--json" or args[1] == "--json" then
+          assert.equals("usage", cjson.decode(out).error.kind)
+        end
+      end
+      assert.equals(0, #emu:requests())
+    end)
+
+    it("says which argument is wrong and what was expected", function()
+      local code, _, err = run({ "--tokn", MARK, "list" })
+      assert.equals(2, code)
+      assert.truthy(err:find("unknown command (argument 2); expected one of: import, update, get", 1, true), err)
+      code, _, err = run({ "--installation", "--token", MARK, "list" })
+      assert.equals(2, code)
+      assert.truthy(err:find("option --installation (argument 1) needs a value", 1, true), err)
+      code, _, err = run({ "list", "--bogus" })
+      assert.equals(2, code)
+      assert.truthy(err:find("argument 2 is not an option of 'list'", 1, true), err)
+      code, _, err = run({ "list", "--prune" })
+      assert.equals(2, code)
+      assert.truthy(err:find("'list' takes no option --prune (usage: vercel-marketplace list [options])", 1, true), err)
+    end)
+
+    it("hides a token holding a quote in --json output too", function()
+      local quoted = 'TOKEN"MARKER_abc123XYZ'
+      local runs = {
+        { "--json", quoted },
+        { "--json", "validate", "import", quoted },
+        { "validate", "import", quoted, "--json" },
+        { "--json", "validate", "import", "--token=" .. quoted, quoted },
+      }
+      for _, args in ipairs(runs) do
+        local code, out, err = run(args, { env = { VERCEL_TOKEN = quoted } })
+        assert.equals(2, code, table.concat(args, " "))
+        assert_hidden(quoted, args, out, err)
+        assert.equals("usage", cjson.decode(out).error.kind)
+      end
+    end)
+  end)
+
+  describe("terminal output", function()
+    local EVIL = "db\27[2J\r\nres_fake  ready  \7x\127\194\155"
+
+    -- No control character but line breaks, and no line the server made up.
+    local function tame(text)
+      assert.is_nil(text:gsub("\n", ""):find("%c"), text)
+      assert.is_nil(text:find("\nres_fake", 1, true), text)
+    end
+
+    it("list and get show a server's control characters escaped, --json as JSON", function()
+      seed({ { id = "res_01", productId = "postgres", name = EVIL, status = "ready",
+        metadata = { ["k\27]0;t\7"] = "v\27[31m" } } })
+      local code, out, err = run({ "list" }, { env = env })
+      assert.equals(0, code, err)
+      tame(out)
+      assert.equals("res_01                   ready        db\\x1b[2J\\x0d\\x0ares_fake  ready  \\x07x\\x7f\\xc2\\x9b\n", out)
+      code, out, err = run({ "get", "res_01" }, { env = env })
+      assert.equals(0, code, err)
+      tame(out)
+      assert.truthy(out:find("\nname +db\\x1b%[2J\\x0d\\x0ares_fake  ready  \\x07x\\x7f\\xc2\\x9b\n"), out)
+      code, out = run({ "get", "res_01", "--json" }, { env = env })
+      assert.equals(0, code)
+      assert.equals(EVIL, cjson.decode(out).resource.name)
+    end)
+
+    it("leaves clean text alone, backslashes and UTF-8 included", function()
+      seed({ { id = "res_01", productId = "postgres", name = "caf\195\169 C:\\db \\x1b", status = "ready" } })
+      local code, out = run({ "list" }, { env = env })
+      assert.equals(0, code)
+      assert.equals("res_01                   ready        caf\195\169 C:\\db \\x1b\n", out)
+    end)
+
+    it("a failure's line is one line, whatever the server said", function()
+      emu:control("POST", "/_emulator/faults", { method = "GET", status = 409,
+        error = { code = "bad\27[2J", message = "line\r\nvercel-marketplace: fake \27]0;x\7" } })
+      local code, out, err = run({ "get", "res_01" }, { env = env })
+      assert.equals(1, code)
+      assert.equals("", out)
+      tame(err)
+      assert.equals(1, select(2, err:gsub("\n", "")), err)
+    end)
+  end)
+
   describe("help", function()
     local commands = { "import", "update", "get", "list", "delete", "secrets", "validate", "sync", "help" }
 

@@ -12,7 +12,10 @@
 -- client module).
 --
 -- The token (`--token` or `VERCEL_TOKEN`) is never printed: no message
--- names it, and as a second guard every line written is scrubbed of it.
+-- quotes an argument the user typed but a FILE (a misplaced token could be
+-- any of them), and as a second guard every line written is scrubbed of
+-- whatever may be a token, as is and as JSON or the terminal would show it.
+-- Strings from the server are shown with their control characters escaped.
 -- @module vercel.marketplace.cli
 local core = require "vercel.marketplace.core"
 local errors = require "vercel.marketplace.error"
@@ -136,24 +139,86 @@ local function usage_error(fmt, ...)
   error(setmetatable({ message = fmt:format(...) }, Usage), 0)
 end
 
--- Shorter strings are too likely to occur by chance to be scrubbed.
+local function hex(c)
+  return (c:gsub(".", function(b) return ("\\x%02x"):format(b:byte()) end))
+end
+
+-- A string from the server as the terminal will show it: control characters
+-- (C0, DEL, and C1 written in UTF-8) as `\xNN`, so a name can neither move
+-- the cursor, recolour the terminal nor fake a line of ours.  Backslashes
+-- stay: clean text is printed exactly as it is.
+local function shown(s)
+  return (tostring(s):gsub("%c", hex):gsub("\194[\128-\159]", hex))
+end
+
+-- The last guard on human output: no control character but the line
+-- breaks and tabs we write (and the progress bar's \r).
+local KEEP = { ["\n"] = true, ["\r"] = true, ["\t"] = true }
+local function tame(s)
+  return (s:gsub("%c", function(c) if not KEEP[c] then return hex(c) end end))
+end
+
+-- Shorter strings are too likely to occur by chance to be scrubbed; they
+-- rely on messages never quoting an argument.
 local MIN_SCRUB = 8
 
-local function scrubber(token)
-  if type(token) ~= "string" or #token < MIN_SCRUB then return function(s) return s end end
-  local pattern = token:gsub("%W", "%%%0")
-  return function(s) return (s:gsub(pattern, "***")) end
+-- Whatever may be a token: VERCEL_TOKEN, and whatever follows a literal
+-- `--token` or is glued to it (`--token=T`, `--tokenT`), even where the
+-- parse went wrong (`--installation --token T list` made T the command).
+local function tokens_of(args, getenv)
+  local list = { getenv("VERCEL_TOKEN") }
+  for i, a in ipairs(args) do
+    if a == "--token" then list[#list + 1] = args[i + 1]
+    else list[#list + 1] = a:match("^%-%-token=?(.+)$") end
+  end
+  return list
+end
+
+-- A token as it may be written: as is, inside a JSON string (`"` becomes
+-- `\"`), and as `shown` prints it.
+local function forms(token)
+  local encoded = core.encode_value(token)
+  return { token, encoded and encoded:sub(2, -2), shown(token) }
+end
+
+local function scrubber(tokens)
+  local patterns = {}
+  for _, t in ipairs(tokens) do
+    if type(t) == "string" and #t >= MIN_SCRUB then
+      for _, f in pairs(forms(t)) do patterns[#patterns + 1] = f end
+    end
+  end
+  -- Longest first: a token holding another is cut whole.
+  table.sort(patterns, function(a, b) return #a > #b end)
+  for i, p in ipairs(patterns) do patterns[i] = p:gsub("%W", "%%%0") end
+  return function(s)
+    for _, p in ipairs(patterns) do s = s:gsub(p, "***") end
+    return s
+  end
 end
 
 local Ctx = {}
 Ctx.__index = Ctx
 
-function Ctx:out(s) self.stdout:write(self.scrub(s)) end
-function Ctx:err(s) self.stderr:write(self.scrub(s)) end
+-- JSON output is escaped by the encoder: only human output is tamed.
+function Ctx:out(s)
+  s = self.scrub(s)
+  self.stdout:write(self.json and s or tame(s))
+end
+function Ctx:err(s) self.stderr:write(tame(self.scrub(s))) end
+
+-- A resource's fields without its methods: the encoder refuses a table
+-- whose metatable has __index (it could hide contents).
+local function plain(v)
+  if type(v) ~= "table" or getmetatable(v) == nil or getmetatable(v) == core.array_mt then return v end
+  local t = {}
+  for k, x in next, v do t[k] = x end
+  return t
+end
 
 -- Encode a value as JSON with the core's encoder (exact integers).
 local function json(v)
-  local s = core.encode_value(v)
+  local s = core.encode_value(plain(v))
   return s or "null"
 end
 
@@ -186,7 +251,7 @@ end
 
 -- Report a failure: the error on stderr, and in --json mode on stdout.
 function Ctx:fail(code, what, e)
-  self:err(PROG .. ": " .. what .. ": " .. tostring(e) .. "\n")
+  self:err(PROG .. ": " .. shown(what .. ": " .. tostring(e)) .. "\n")
   if self.json then
     self:out(json_object({ { "ok", "false" }, { "error", json_error(e) } }) .. "\n")
   end
@@ -208,6 +273,41 @@ end
 
 local GLOBAL_VALUES = { installation = true, ["base-url"] = true, token = true }
 
+-- The options that take a value, and every option a message may name: a
+-- name we do not know is the user's text, which a message never quotes.
+local TAKES_VALUE, KNOWN = { concurrency = true }, { json = true, help = true }
+for name in pairs(GLOBAL_VALUES) do TAKES_VALUE[name], KNOWN[name] = true, true end
+for _, c in pairs(COMMANDS) do
+  for name in pairs(c.flags or {}) do KNOWN[name] = true end
+end
+
+-- The value of the option at args[i], from args[i + 1]; an option there
+-- is a slip (`--installation --token T`), not a value.
+local function option_value(args, i, name)
+  local v = args[i + 1]
+  if v == nil or v:sub(1, 2) == "--" then
+    usage_error("option --%s (argument %d) needs a value", name, i)
+  end
+  return v
+end
+
+-- Add the option args[i] to `o`; the index of its last argument.
+local function parse_option(o, args, i)
+  local a = args[i]
+  local name, value = a:match("^%-%-([%w-]+)=(.*)$")
+  name = name or a:match("^%-%-([%w-]+)$")
+  if not name then usage_error("argument %d is not an option: options are --NAME (see --help)", i) end
+  local f = { name = name, value = value, at = i }
+  o.flags[#o.flags + 1] = f
+  if TAKES_VALUE[name] and value == nil then
+    f.value = option_value(args, i, name)
+    return i + 1
+  elseif KNOWN[name] and not TAKES_VALUE[name] and value ~= nil then
+    usage_error("option --%s takes no value", name)
+  end
+  return i
+end
+
 -- Split `args` into the command, its positional arguments and the options.
 local function parse(args)
   local o = { pos = {}, flags = {} }
@@ -215,7 +315,7 @@ local function parse(args)
   while i <= n do
     local a = args[i]
     if rest or a == "-" or a:sub(1, 1) ~= "-" then
-      if o.command == nil then o.command = a else o.pos[#o.pos + 1] = a end
+      if o.command == nil then o.command, o.command_at = a, i else o.pos[#o.pos + 1] = a end
     elseif a == "--" then
       rest = true
     elseif a == "-h" or a == "--help" then
@@ -223,23 +323,21 @@ local function parse(args)
     elseif a == "--json" then
       o.json = true
     else
-      local name, value = a:match("^%-%-([%w-]+)=(.*)$")
-      name = name or a:match("^%-%-([%w-]+)$")
-      if not name then usage_error("unknown option %s", a:sub(1, 2)) end
-      o.flags[#o.flags + 1] = { name = name, value = value }
-      if GLOBAL_VALUES[name] or name == "concurrency" then
-        if value == nil then
-          i = i + 1
-          if i > n then usage_error("option --%s needs a value", name) end
-          o.flags[#o.flags].value = args[i]
-        end
-      elseif value ~= nil then
-        usage_error("option --%s takes no value", name)
-      end
+      i = parse_option(o, args, i)
     end
     i = i + 1
   end
   return o
+end
+
+-- Is `--json` among the options?  Known even when the parse failed, so a
+-- usage error is still reported as JSON.
+local function wants_json(args)
+  for _, a in ipairs(args) do
+    if a == "--" then return false end
+    if a == "--json" then return true end
+  end
+  return false
 end
 
 -- Check the options against the command; the settings they give.
@@ -247,7 +345,10 @@ local function settings(o, cmd)
   local s = {}
   for _, f in ipairs(o.flags) do
     if not (GLOBAL_VALUES[f.name] or (cmd.flags and cmd.flags[f.name])) then
-      usage_error("unknown option --%s for '%s'", f.name, o.command)
+      if KNOWN[f.name] then
+        usage_error("'%s' takes no option --%s (usage: %s)", o.command, f.name, usage_line(o.command))
+      end
+      usage_error("argument %d is not an option of '%s' (usage: %s)", f.at, o.command, usage_line(o.command))
     end
     s[f.name] = f.value == nil and true or f.value
   end
@@ -402,7 +503,7 @@ local run = {}
 -- A validation error means nothing was sent: a usage error, exit code 2.
 local function exit_for(err) return err.kind == "validation" and USAGE or FAILED end
 
-local function result_line(verb, id, e) return verb .. " " .. id .. (e and (": " .. e) or "") end
+local function result_line(verb, id, e) return verb .. " " .. shown(id) .. (e and (": " .. shown(e)) or "") end
 
 function run.import(ctx, s, pos)
   local body, code = ctx:body("import", pos[2])
@@ -421,15 +522,15 @@ function run.update(ctx, s, pos)
   return ctx:done({ { "id", json(pos[1]) }, { "value", json(out) } }, result_line("updated", pos[1]))
 end
 
--- A resource as `key  value` lines, keys sorted.
+-- A resource as `key  value` lines, keys sorted (every one from the server).
 local function resource_lines(r)
   local keys, width = {}, 0
-  for k in pairs(r) do keys[#keys + 1] = tostring(k) width = math.max(width, #tostring(k)) end
-  table.sort(keys)
+  for k in pairs(r) do keys[#keys + 1] = k width = math.max(width, #shown(k)) end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
   local lines = {}
   for i, k in ipairs(keys) do
     local v = r[k]
-    lines[i] = ("%-" .. width .. "s  %s"):format(k, type(v) == "string" and v or json(v))
+    lines[i] = ("%-" .. width .. "s  %s"):format(shown(k), shown(type(v) == "string" and v or json(v)))
   end
   return table.concat(lines, "\n")
 end
@@ -445,7 +546,7 @@ function run.list(ctx, s)
   if not list then return ctx:fail(FAILED, "list", err) end
   local lines = {}
   for i, r in ipairs(list) do
-    lines[i] = ("%-24s %-12s %s"):format(tostring(r.partnerId), tostring(r.status), tostring(r.name))
+    lines[i] = ("%-24s %-12s %s"):format(shown(r.partnerId), shown(r.status), shown(r.name))
   end
   local text = #lines > 0 and table.concat(lines, "\n") or "no resources"
   return ctx:done({ { "resources", json_array(list) } }, text)
@@ -523,13 +624,13 @@ function Ctx:sync_report(dry, imported, deleted, failures)
       { "failures", json_array(failures, failure) } }) .. "\n")
   end
   for _, x in ipairs(failures) do
-    self:err(("%s: failed to %s %s: %s\n"):format(PROG, x.op, x.id, tostring(x.err)))
+    self:err(("%s: failed to %s %s: %s\n"):format(PROG, x.op, shown(x.id), shown(x.err)))
   end
   if self.json then return #failures == 0 and OK or FAILED end
   if dry then
     self:out(("dry run, nothing was sent: would import %d, delete %d\n"):format(#imported, #deleted))
-    for _, id in ipairs(imported) do self:out("  + " .. id .. "\n") end
-    for _, id in ipairs(deleted) do self:out("  - " .. id .. "\n") end
+    for _, id in ipairs(imported) do self:out("  + " .. shown(id) .. "\n") end
+    for _, id in ipairs(deleted) do self:out("  - " .. shown(id) .. "\n") end
   else
     self:out(("imported %d, deleted %d, failed %d\n"):format(#imported, #deleted, #failures))
   end
@@ -575,10 +676,15 @@ function run.sync(ctx, s, pos)
   return ctx:sync_report(false, imported, deleted, failures)
 end
 
+-- Never quoted: a stray argument may be a misplaced token.
+local function unknown_command(where)
+  usage_error("unknown command%s; expected one of: %s", where, table.concat(ORDER, ", "))
+end
+
 function run.help(ctx, _, pos)
   local name = pos[1]
   if name == nil then ctx:out(general_help()) return OK end
-  if not COMMANDS[name] then usage_error("no command '%s'", name) end
+  if not COMMANDS[name] then unknown_command(" after help") end
   ctx:out(command_help(name))
   return OK
 end
@@ -589,7 +695,7 @@ end
 -- --base-url, say).  Either way nothing was sent: exit code 2.
 function Ctx:usage(raised)
   local msg = getmetatable(raised) == Usage and raised.message or tostring(raised):gsub("^[^\n]-:%d+: ", "")
-  self:err(PROG .. ": " .. msg .. "\nTry '" .. PROG .. " --help'.\n")
+  self:err(PROG .. ": " .. shown(msg) .. "\nTry '" .. PROG .. " --help'.\n")
   if self.json then
     self:out(json_object({ { "ok", "false" }, { "error", json_error(errors.new("usage", msg)) } }) .. "\n")
   end
@@ -601,7 +707,7 @@ local function tty()
   return r == true or r == 0
 end
 
-local function context(env, token)
+local function context(env, tokens)
   env = env or {}
   local isatty = env.isatty
   if type(isatty) ~= "function" then
@@ -610,7 +716,7 @@ local function context(env, token)
   return setmetatable({
     stdin = env.stdin or io.stdin, stdout = env.stdout or io.stdout, stderr = env.stderr or io.stderr,
     getenv = env.getenv or os.getenv, isatty = isatty,
-    marketplace = env.marketplace or require("vercel.marketplace"), scrub = scrubber(token),
+    marketplace = env.marketplace or require("vercel.marketplace"), scrub = scrubber(tokens),
   }, Ctx)
 end
 
@@ -620,7 +726,7 @@ local function dispatch(ctx, o)
     usage_error("no command given")
   end
   local cmd = COMMANDS[o.command]
-  if not cmd then usage_error("no command '%s'", o.command) end
+  if not cmd then unknown_command((" (argument %d)"):format(o.command_at)) end
   if o.help then ctx:out(command_help(o.command)) return OK end
   local s = settings(o, cmd)
   check_positionals(o, cmd)
@@ -635,13 +741,9 @@ function M.main(args, env)
   local list = {}
   for i = 1, #(args or {}) do list[i] = tostring(args[i]) end
   local getenv = env and env.getenv or os.getenv
+  local ctx = context(env, tokens_of(list, getenv))
+  ctx.json = wants_json(list)
   local okp, o = pcall(parse, list)
-  local token
-  if okp then
-    for _, f in ipairs(o.flags) do if f.name == "token" then token = f.value end end
-  end
-  local ctx = context(env, token or getenv("VERCEL_TOKEN"))
-  ctx.json = okp and o.json
   local ok, code = true, nil
   if okp then ok, code = pcall(dispatch, ctx, o) else ok, code = false, o end
   if ctx.inst then pcall(ctx.inst.close, ctx.inst) end
