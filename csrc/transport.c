@@ -50,18 +50,26 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
  * messages and log lines, where a hostile server must not inject lines. */
 static void copy_value(char *dst, size_t cap, const char *v, size_t n) {
   size_t i;
-  while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ')) n--;
+  while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
   if (n >= cap) n = cap - 1;
   for (i = 0; i < n; i++) dst[i] = (v[i] >= 0x20 && v[i] < 0x7f) ? v[i] : '?';
   dst[n] = '\0';
 }
 
+/* Whole digits (at most 12: more is no wait anyone means), or -1.  Not
+ * strtod, which would also take "inf", "1e999" and "0x10". */
+static double parse_digits(const char *v) {
+  double n = 0;
+  size_t i;
+  for (i = 0; v[i] >= '0' && v[i] <= '9'; i++) n = n * 10 + (v[i] - '0');
+  return i == 0 || i > 12 || v[i] != '\0' ? -1 : n;
+}
+
 /* Retry-After is either delta-seconds or an HTTP-date (RFC 9110 10.2.3). */
 static double parse_retry_after(const char *v) {
-  char *end;
-  double secs = strtod(v, &end);
+  double secs = parse_digits(v);
   time_t at;
-  if (end != v && *end == '\0' && secs >= 0) return secs;
+  if (secs >= 0) return secs;
   at = curl_getdate(v, NULL);
   if (at == -1) return -1;
   secs = difftime(at, time(NULL));
@@ -101,13 +109,13 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
   }
   if (len == 0 || (kind = header_kind(line, len)) == H_OTHER) return len;
   skip = (size_t)((const char *)memchr(line, ':', len) - line) + 1;
-  while (skip < len && line[skip] == ' ') skip++;
+  while (skip < len && (line[skip] == ' ' || line[skip] == '\t')) skip++;
   copy_value(value, sizeof value, line + skip, len - skip);
   switch (kind) {
     case H_REQUEST_ID: memcpy(a->request_id, value, sizeof value); break;
     case H_CONTENT_TYPE: memcpy(a->content_type, value, sizeof value); break;
     case H_RETRY_AFTER: a->retry_after = parse_retry_after(value); break;
-    default: a->retry_after_ms = parse_retry_after(value) / 1000.0;
+    default: a->retry_after_ms = parse_digits(value) / 1000.0; /* no date form: -1 stays < 0 */
   }
   return len;
 }
@@ -126,8 +134,7 @@ static const char *header_safe(lua_State *L, int t, const char *field, size_t *l
   v = lua_tolstring(L, -1, len);
   if (strlen(v) != *len || strpbrk(v, "\r\n") != NULL)
     luaL_error(L, "option '%s' must not contain CR, LF or NUL", field);
-  lua_pop(L, 1); /* still referenced by the options table */
-  return v;
+  return v; /* the string stays on the stack, so the caller's pointer lives */
 }
 
 static long opt_ms(lua_State *L, int t, const char *field, double dflt) {
@@ -136,7 +143,9 @@ static long opt_ms(lua_State *L, int t, const char *field, double dflt) {
   secs = luaL_optnumber(L, -1, dflt);
   lua_pop(L, 1);
   if (!(secs > 0 && secs < 1e6)) luaL_error(L, "option '%s' must be a positive number of seconds", field);
-  return (long)(secs * 1000.0 + 0.5);
+  /* Under half a millisecond would round to 0, which libcurl reads as
+   * "no timeout at all". */
+  return secs < 0.001 ? 1L : (long)(secs * 1000.0 + 0.5);
 }
 
 static char *dup_or_null(const char *s, int *ok) {
@@ -153,9 +162,22 @@ static char *dup_or_null(const char *s, int *ok) {
 static char *opt_copy(lua_State *L, int t, const char *field) {
   size_t len;
   int ok = 1;
-  char *d = dup_or_null(header_safe(L, t, field, &len), &ok);
+  const char *v = header_safe(L, t, field, &len);
+  char *d = dup_or_null(v, &ok);
+  if (v != NULL) lua_pop(L, 1);
   if (!ok) luaL_error(L, "not enough memory");
   return d;
+}
+
+/* max_response_size: whole bytes from 1 to 2 GiB - 1 (answers are held whole). */
+static size_t opt_size(lua_State *L, int t, const char *field, double dflt) {
+  double n;
+  lua_getfield(L, t, field);
+  n = luaL_optnumber(L, -1, dflt);
+  lua_pop(L, 1);
+  if (!(n >= 1 && n <= 2147483647.0 && n == (double)(long)n))
+    luaL_error(L, "option '%s' must be a whole number of bytes from 1 to 2 GiB", field);
+  return (size_t)n;
 }
 
 static struct curl_slist *slist_add(struct curl_slist *list, const char *line, int *ok) {
@@ -185,19 +207,18 @@ static struct curl_slist *headers(lua_State *L, int with_json, const char *token
 
 void mp_conf_read(lua_State *L, int t, mp_conf *c) {
   size_t toklen = 0;
-  const char *token = header_safe(L, t, "token", &toklen);
+  const char *token = header_safe(L, t, "token", &toklen); /* kept on the stack */
   if (token == NULL || toklen == 0) luaL_error(L, "option 'token' is required");
+  c->hdr_plain = headers(L, 0, token);
+  c->hdr_json = headers(L, 1, token);
+  lua_pop(L, 1);
+  if (c->hdr_plain == NULL || c->hdr_json == NULL) luaL_error(L, "not enough memory");
   c->user_agent = opt_copy(L, t, "user_agent");
   c->ca_file = opt_copy(L, t, "ca_file");
   c->ca_path = opt_copy(L, t, "ca_path");
   c->timeout_ms = opt_ms(L, t, "timeout", 30);
   c->connect_timeout_ms = opt_ms(L, t, "connect_timeout", 10);
-  lua_getfield(L, t, "max_response_size");
-  c->max_response = (size_t)luaL_optnumber(L, -1, DEFAULT_MAX_RESPONSE);
-  lua_pop(L, 1);
-  c->hdr_plain = headers(L, 0, token);
-  c->hdr_json = headers(L, 1, token);
-  if (c->hdr_plain == NULL || c->hdr_json == NULL) luaL_error(L, "not enough memory");
+  c->max_response = opt_size(L, t, "max_response_size", DEFAULT_MAX_RESPONSE);
 }
 
 static struct curl_slist *slist_copy(const struct curl_slist *src, int *ok) {
@@ -353,10 +374,13 @@ static int retryable(CURLcode rc) {
 }
 
 static int push_failure(lua_State *L, const mp_answer *a, CURLcode rc) {
+  char msg[80];
   lua_pushnil(L);
   if (a->too_large) {
     lua_pushliteral(L, "transport");
-    lua_pushfstring(L, "response larger than %d bytes (max_response_size)", (int)a->max_response);
+    /* snprintf, not lua_pushfstring: its %I is 5.3+ and %d an int */
+    snprintf(msg, sizeof msg, "response larger than %lu bytes (max_response_size)", (unsigned long)a->max_response);
+    lua_pushstring(L, msg);
   } else {
     lua_pushstring(L, rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "transport");
     lua_pushstring(L, a->errbuf[0] ? a->errbuf : curl_easy_strerror(rc));
@@ -399,7 +423,11 @@ static void push_error_body(lua_State *L, const mp_conf *conf, const char *body,
 int mp_push_answer(lua_State *L, CURL *e, const mp_conf *conf, mp_answer *a, CURLcode rc) {
   long status = 0;
   const char *body = a->body.data ? a->body.data : "";
-  if (rc != CURLE_OK) return push_failure(L, a, rc);
+  if (rc != CURLE_OK) {
+    int n = push_failure(L, a, rc);
+    mp_buf_trim(&a->body, MP_KEEP_BUFFER); /* a cut-off answer can be large */
+    return n;
+  }
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
   lua_pushinteger(L, (lua_Integer)status);
   if (status >= 200 && status < 300) lua_pushlstring(L, body, a->body.len);
@@ -543,6 +571,7 @@ static int core_sleep(lua_State *L) {
   double secs = luaL_checknumber(L, 1);
   struct timespec ts;
   if (!(secs > 0)) return 0;
+  if (secs > 2147483647.0) secs = 2147483647.0; /* casting inf or 2^63 to time_t is undefined */
   ts.tv_sec = (time_t)secs;
   ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
   while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {

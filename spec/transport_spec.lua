@@ -73,6 +73,68 @@ describe("transport", function()
       s:close()
     end)
 
+    -- What the server may write there: delta-seconds or an HTTP-date, with
+    -- blanks around it (RFC 9110); nothing strtod alone would take.
+    it("reads Retry-After as whole seconds or an HTTP-date, and retry-after-ms as whole ms", function()
+      local s = core.session({ token = "t" })
+      local function seen(headers)
+        emu:control("POST", "/_emulator/faults", { status = 503, headers = headers })
+        local _, _, meta = s:perform("GET", emu.url .. "/v1/x")
+        return meta.retry_after
+      end
+      assert.equals(7, seen({ ["Retry-After"] = "7" }))
+      assert.equals(120, seen({ ["Retry-After"] = "\t120\t" }))
+      for _, v in ipairs({ "inf", "1e3", "0x10", "-5", "1.5", "7abc", "9999999999999" }) do
+        assert.is_nil(seen({ ["Retry-After"] = v }), v)
+      end
+      assert.equals(1.5, seen({ ["retry-after-ms"] = "1500" }))
+      assert.is_nil(seen({ ["retry-after-ms"] = "Fri, 31 Dec 2999 23:59:59 GMT" }))
+      s:close()
+    end)
+
+    it("times out however small the timeout (0 would mean none to libcurl)", function()
+      local s = core.session({ token = "t", timeout = 0.0004 })
+      emu:control("POST", "/_emulator/faults", { action = "hang" })
+      local t0 = core.now()
+      local status, kind = s:perform("GET", emu.url .. "/v1/x")
+      assert.is_nil(status)
+      assert.equals("timeout", kind)
+      assert.is_true(core.now() - t0 < 1)
+      s:close()
+    end)
+
+    it("checks max_response_size itself, and names it whole in the error", function()
+      for _, bad in ipairs({ -1, 0 / 0, 0.5, 1e30 }) do
+        assert.has_error(function() core.session({ token = "t", max_response_size = bad }) end)
+      end
+      local s = core.session({ token = "t", max_response_size = 3000000000 - 852516353 })
+      emu:control("POST", "/_emulator/faults", { status = 200, body = '"' .. ("x"):rep(100) .. '"' })
+      assert.equals(200, (s:perform("GET", emu.url .. "/v1/x")))
+      s:close()
+      s = core.session({ token = "t", max_response_size = 10 })
+      emu:control("POST", "/_emulator/faults", { status = 200, body = '"' .. ("x"):rep(100) .. '"' })
+      local _, _, msg = s:perform("GET", emu.url .. "/v1/x")
+      assert.equals("response larger than 10 bytes (max_response_size)", msg)
+      s:close()
+    end)
+
+    -- The token string must live until the headers are built from it: here
+    -- it is a long string (never interned) referenced nowhere else, and every
+    -- other option read collects garbage (valgrind saw a use after free).
+    it("keeps the token however the options table hands it over", function()
+      local function token() return ("long-token-"):rep(5) end -- a new string each call
+      local own = helper.start_emulator({ token = token() })
+      finally(function() own:stop() end)
+      local opts = setmetatable({}, { __index = function(_, k)
+        if k == "token" then return token() end
+        collectgarbage()
+      end })
+      local s = core.session(opts)
+      local status = s:perform("GET", own.url .. "/v1/installations/icfg_1/resources")
+      assert.equals(200, status) -- 401 had the token been wrong
+      s:close()
+    end)
+
     it("closes once, however many times it is closed", function()
       local s = core.session({ token = "t" })
       assert.matches("open", tostring(s))
