@@ -294,7 +294,7 @@ describe("vercel-marketplace (command line)", function()
       assert.truthy(out:find("res_01", 1, true))
       local requests = emu:requests()
       assert.equals("/v1/installations/icfg_cli/resources", requests[#requests].path)
-      assert.equals("Bearer " .. TOKEN, requests[#requests].headers.authorization)
+      assert.equals("Bearer [token]", requests[#requests].headers.authorization)
     end)
 
     it("a missing token or installation is a usage error, nothing sent", function()

@@ -368,7 +368,7 @@ describe("emulator", function()
       assert.are.equal("/v1/installations/i/resources/a%2Fb", r.path)
       assert.are.equal("x=1&y=2", r.query)
       assert.are.equal('{"productId":"p","name":"n","status":"ready"}', r.body)
-      assert.are.equal("Bearer " .. TOKEN, r.headers.authorization)
+      assert.are.equal("Bearer [token]", r.headers.authorization)   -- the token sent, never its value
       assert.are.equal("spec-agent/1", r.headers["user-agent"])
       assert.are.equal("application/json", r.headers["content-type"])
       assert.are.equal("application/json", r.headers.accept)
@@ -384,6 +384,23 @@ describe("emulator", function()
       assert.are.equal(2, #reqs)
       assert.are.equal(reqs[1].connection, reqs[2].connection)
       assert.are.same({ 1, 2 }, { reqs[1].connection_requests, reqs[2].connection_requests })
+    end)
+
+    it("records the Authorization header redacted, even when refused with 401", function()
+      local real = "vercel_real_token_0123456789"
+      assert.are.equal(200, (raw(emu, "GET", path("i"))))
+      assert.are.equal(401, (raw(emu, "GET", path("i"), nil, { Authorization = "Bearer " .. real })))
+      assert.are.equal(401, (raw(emu, "GET", path("i"), nil, { Authorization = "Basic " .. real })))
+      assert.are.equal(401, (helper.http("GET", emu.url .. path("i"))))
+      local reqs = emu:requests()
+      assert.are.equal(4, #reqs)
+      assert.are.equal("Bearer [token]", reqs[1].headers.authorization)
+      assert.are.equal("Bearer [other token]", reqs[2].headers.authorization)
+      assert.are.equal("[redacted]", reqs[3].headers.authorization)
+      assert.is_nil(reqs[4].headers.authorization)
+      local _, text = helper.http("GET", emu.url .. "/_emulator/requests")
+      assert.is_nil(text:find(real, 1, true))
+      assert.is_nil(text:find(TOKEN, 1, true))
     end)
 
     it("keeps only the last 1000, and DELETE clears it", function()
@@ -424,6 +441,44 @@ describe("emulator", function()
       local status, body = emu:api("GET", path("i"))
       assert.are.equal(200, status)
       assert.are.same(0, #body.resources)
+    end)
+
+    -- DNS rebinding: a web page on a name that resolves to 127.0.0.1 must not
+    -- reach the log (tokens), records (secrets), faults or reset.
+    it("refuses control requests whose Host is not loopback, with 403", function()
+      emu:api("PUT", path("i", "r"), import_body())
+      local port = tostring(emu.port)
+      for _, host in ipairs({ "evil.example", "evil.example:" .. port, "127.0.0.1.evil.example",
+                              "localhost.evil.example:" .. port, "127.0.0.2:" .. port, "[::2]:" .. port,
+                              "localhost:" .. port .. "@evil.example", "127.0.0.1:x" }) do
+        for _, req in ipairs({ { "GET", "/_emulator/requests" }, { "GET", "/_emulator/resources/i/r" },
+                               { "POST", "/_emulator/faults", '{"status":500}' },
+                               { "POST", "/_emulator/reset" } }) do
+          local status, body, headers = helper.http(req[1], emu.url .. req[2],
+                                                    { headers = { Host = host }, body = req[3] })
+          assert.are.equal(403, status, host .. " " .. req[2])
+          assert.matches("^application/json", headers["content-type"])
+          assert.are.equal("forbidden", cjson.decode(body).error.code)
+          assert.is_nil(body:find("postgres", 1, true))
+        end
+      end
+      -- Nothing was armed or reset, and the request line's host counts too.
+      assert.are.equal("URL=postgres://u:p@h/db,PASSWORD=p", secret_names(emu:record("i", "r")))
+      assert.are.equal(0, #select(2, emu:control("GET", "/_emulator/faults")).faults)
+      local out = io.popen("curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H 'Host: 127.0.0.1' -x "
+        .. helper.shell_quote(emu.url) .. " http://evil.example/_emulator/requests"):read("*a")
+      assert.are.equal("403", out)
+      out = io.popen("curl -s --max-time 10 -o /dev/null -w '%{http_code}' --http1.0 -H 'Host:' "
+        .. helper.shell_quote(emu.url .. "/_emulator/requests")):read("*a")
+      assert.are.equal("403", out)                             -- no Host at all
+      for _, host in ipairs({ "127.0.0.1", "127.0.0.1:" .. port, "localhost", "LocalHost:" .. port,
+                              "[::1]", "[::1]:" .. port }) do
+        local status, body = helper.http("GET", emu.url .. "/_emulator/requests", { headers = { Host = host } })
+        assert.are.equal(200, status, host)
+        assert.is_table(cjson.decode(body).requests)
+      end
+      -- The API answers whatever the Host (a proxy may pass api.vercel.test).
+      assert.are.equal(200, (emu:api("GET", path("i"), nil, { Host = "api.vercel.test" })))
     end)
 
     it("answers 404 and 405 for unknown control routes and methods", function()
@@ -473,6 +528,23 @@ describe("emulator", function()
       local s3, t3 = raw(emu, "GET", path("i"))
       assert.are.equal(500, s3)
       assert.are.equal("", t3)
+    end)
+
+    it("answers a 2xx status alone as that status with an empty body, in place of the handler", function()
+      fault({ method = "PUT", status = 201 })
+      fault({ method = "GET", status = 204, retry_after = 3 })
+      local status, text, headers = raw(emu, "PUT", path("i", "r"), cjson.encode(import_body()))
+      assert.are.equal(201, status)
+      assert.are.equal("", text)
+      assert.truthy(headers["x-vercel-id"])
+      assert.is_nil(emu:record("i", "r"))                     -- the handler did not run
+      local s2, t2, h2 = raw(emu, "GET", path("i"))
+      assert.are.equal(204, s2)
+      assert.are.equal("", t2)
+      assert.are.equal("3", h2["retry-after"])
+      assert.are.same({}, select(2, emu:control("GET", "/_emulator/faults")).faults)   -- used up
+      assert.are.equal(200, (raw(emu, "PUT", path("i", "r"), cjson.encode(import_body()))))
+      assert.truthy(emu:record("i", "r"))
     end)
 
     it("sends Retry-After as seconds, an HTTP-date, and retry-after-ms", function()
@@ -624,6 +696,30 @@ describe("state file", function()
     local text = helper.read_file(file)
     emu:stop()
     assert.matches('"resources":%[%]', text)
+    assert.is_nil(helper.read_file(file .. ".tmp"))
+  end)
+
+  -- The file holds secret values in clear: owner only, whatever the umask,
+  -- and a stale temporary file left world-readable is not reused as is.
+  it("writes the file readable by its owner only", function()
+    local file = dir .. "/state.json"
+    local function mode(f)
+      local p = io.popen("stat -c %a " .. helper.shell_quote(f) .. " 2>/dev/null")
+      local m = p:read("*l")
+      p:close()
+      return m
+    end
+    os.execute("umask 022; echo '{\"version\":1,\"seq\":0,\"resources\":[]}' > "
+      .. helper.shell_quote(file) .. "; : > " .. helper.shell_quote(file .. ".tmp"))
+    assert.are.equal("644", mode(file))
+    local emu = helper.start_emulator({ token = TOKEN, state = file })
+    emu:api("PUT", path("i", "r"), import_body())
+    local m1 = mode(file)
+    emu:api("DELETE", path("i", "r"))
+    local m2 = mode(file)
+    emu:stop()
+    assert.are.equal("600", m1)
+    assert.are.equal("600", m2)
     assert.is_nil(helper.read_file(file .. ".tmp"))
   end)
 

@@ -89,7 +89,7 @@ describe("vercel.marketplace", function()
     it("sends the documented headers", function()
       assert.truthy(inst:import("db_1", IMPORT))
       local h = last_request().headers
-      assert.equals("Bearer test-token", h.authorization)
+      assert.equals("Bearer [token]", h.authorization)
       assert.equals("application/json", h["content-type"])
       assert.equals("application/json", h.accept)
       assert.matches("^vercel%-marketplace%-lua/" .. marketplace.VERSION:gsub("%.", "%%."), h["user-agent"])

@@ -261,7 +261,7 @@ describe("inside nginx", function()
       assert.same(reqs[1].headers, reqs[2].headers)
       assert.same(reqs[3].headers, reqs[4].headers)
       assert.same(reqs[1].body, reqs[2].body)
-      assert.equals("Bearer " .. TOKEN, reqs[2].headers.authorization)
+      assert.equals("Bearer [token]", reqs[2].headers.authorization)
       assert.is_nil(reqs[4].headers["content-type"])
     end)
 

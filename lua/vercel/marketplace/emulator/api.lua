@@ -140,11 +140,18 @@ function M.route(segs)
   return nil
 end
 
--- authorized(header_value, token): a single "Bearer <token>" header.
-local function authorized(value, token)
-  if type(value) ~= "string" then return false end
+-- bearer(header_value) -> the token of a single "Bearer <token>" header,
+-- or nil (another scheme, or the header repeated: nginx gives a table).
+function M.bearer(value)
+  if type(value) ~= "string" then return nil end
   local scheme, given = value:match("^(%S+)%s+(.-)%s*$")
-  return scheme ~= nil and scheme:lower() == "bearer" and given == token
+  if scheme and scheme:lower() == "bearer" then return given end
+  return nil
+end
+
+local function authorized(value, token)
+  local given = M.bearer(value)
+  return given ~= nil and given == token
 end
 
 -- handle(req, token): route, check the token, answer. req has method,

@@ -1,4 +1,5 @@
--- The control interface under /_emulator/: no auth, JSON in and out. Tests
+-- The control interface under /_emulator/: no token, JSON in and out, only
+-- for requests that name this machine in Host (see loopback_host). Tests
 -- arm faults and the rate limit here, read the request log, and look at
 -- stored records with their secrets.
 local faults = require "vercel.marketplace.emulator.faults"
@@ -88,8 +89,24 @@ local ROUTES = {
   reset = { POST = reset },
 }
 
+-- The names a browser uses for this machine. A web page on any other name
+-- that resolves to 127.0.0.1 (DNS rebinding) sends that name as Host, and
+-- must not read the log or the records (secrets), nor arm faults. $host is
+-- checked too: it takes the request line's host over the header's.
+local LOOPBACK = { ["127.0.0.1"] = true, localhost = true, ["[::1]"] = true }
+
+local function loopback_host()
+  local given = (ngx.var.http_host or ngx.var.host or ""):lower()
+  local name = given:match("^(.-):%d+$") or given     -- "[::1]:8787" -> "[::1]"
+  return LOOPBACK[name] == true and LOOPBACK[ngx.var.host] == true
+end
+
 -- handle(req): segs[1] is "_emulator"; segs[2] names the endpoint.
 function M.handle(req)
+  if not loopback_host() then
+    return reply.error(403, "forbidden",
+                       "Control requests need Host 127.0.0.1, localhost or [::1] (with any port)")
+  end
   local segs = req.segs
   local routes = ROUTES[segs[2] or ""]
   local extra = segs[2] == "resources" and 4 or 2   -- resources/{icfg}/{rid}

@@ -127,10 +127,10 @@ local function truncate(f, headers)
   return ngx.exit(444)
 end
 
--- Whether a fault only delays or decorates the real answer.
+-- Whether a fault only delays (and decorates) the real answer: a delay and
+-- nothing that says what to answer.
 local function passes_through(f)
-  if f.action or f.error or f.body then return false end
-  if f.status then return f.status < 300 end
+  if f.action or f.error or f.body or f.status then return false end
   return f.delay ~= nil
 end
 
@@ -151,6 +151,9 @@ function M.apply(f)
     return
   end
   local status = f.status or 503
+  -- A success with nothing else said ({"method":"PUT","status":201}) is
+  -- that status, empty, as a 204 or a secrets PUT answers: not an error.
+  if status < 300 and not f.error and not f.body then return reply.empty(status, headers) end
   if f.body then
     headers["Content-Type"] = "application/json; charset=utf-8"
     return reply.send(status, f.body, headers)

@@ -85,11 +85,29 @@ local function read_body()
   return data
 end
 
+-- What the log keeps of an Authorization header: whether it carried our
+-- token, never the value. The log is served to anyone who asks, and a real
+-- token sent here by mistake (even one refused with 401) must not be.
+local function redacted_authorization(value)
+  if type(value) == "table" then                -- the header repeated
+    local out = {}
+    for i, v in ipairs(value) do out[i] = redacted_authorization(v) end
+    return out
+  end
+  local given = api.bearer(value)
+  if not given then return "[redacted]" end
+  return given == token and "Bearer [token]" or "Bearer [other token]"
+end
+
 local function log_entry(req, path)
   local query = ngx.var.args or ""
+  local headers = ngx.req.get_headers(200)
+  if headers.authorization then
+    headers.authorization = redacted_authorization(headers.authorization)
+  end
   journal.record({
     method = req.method, path = path, query = query,
-    headers = ngx.req.get_headers(200), body = req.body or "",
+    headers = headers, body = req.body or "",
     protocol = ngx.var.server_protocol, -- "HTTP/1.1", "HTTP/2.0"
     connection = tonumber(ngx.var.connection),
     connection_requests = tonumber(ngx.var.connection_requests),

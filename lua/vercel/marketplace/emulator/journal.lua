@@ -1,6 +1,8 @@
 -- The request log: every API request as received, so tests can check what
 -- the client really sent (headers, exact body, path encoding, which
 -- connection). Control requests are not logged; only the last LIMIT stay.
+-- The Authorization header is kept redacted (init.lua): "Bearer [token]",
+-- "Bearer [other token]" or "[redacted]", never its value.
 local M = {}
 
 local LIMIT = 1000

@@ -1,6 +1,7 @@
 -- The emulator's resources. One nginx worker, so a module table is the whole
 -- database; with --state FILE it is also written to disk after every change
 -- (write a temporary file, then rename, so a crash never leaves half a file).
+-- The file holds secret values in clear, so it is created owner-only (0600).
 local json = require "vercel.marketplace.emulator.json"
 
 local M = {}
@@ -14,13 +15,38 @@ local state_file                                 -- nil: memory only
 
 local function key(icfg, rid) return icfg .. "\0" .. rid end
 
+-- umask(2) through LuaJIT's FFI (nginx runs us on LuaJIT); nil elsewhere.
+local umask = (function()
+  local ok, ffi = pcall(require, "ffi")
+  if not ok then return nil end
+  pcall(ffi.cdef, "unsigned int umask(unsigned int mask);")
+  local found, fn = pcall(function() return ffi.C.umask end)
+  return found and fn or nil
+end)()
+
+-- io.open for writing, the file created 0600 whatever nginx's umask. A
+-- leftover file is removed first, or it would keep its own mode. One worker
+-- and no yield in between, so the process-wide umask is ours meanwhile.
+local function create_private(name)
+  os.remove(name)
+  if not umask then
+    local f, err = io.open(name, "wb")
+    if f then os.execute("chmod 600 '" .. name:gsub("'", "'\\''") .. "'") end
+    return f, err
+  end
+  local old = umask(tonumber("077", 8))
+  local f, err = io.open(name, "wb")
+  umask(old)
+  return f, err
+end
+
 local function save()
   if not state_file then return end
   local list = {}
   for i, k in ipairs(db.order) do list[i] = db.records[k] end
   local text = json.encode({ version = 1, seq = db.seq, resources = json.array(list) })
   local tmp = state_file .. ".tmp"
-  local f = assert(io.open(tmp, "wb"))
+  local f = assert(create_private(tmp))
   assert(f:write(text, "\n"))
   assert(f:close())
   assert(os.rename(tmp, state_file))
