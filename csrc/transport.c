@@ -399,6 +399,10 @@ static const char *find_bytes(const char *s, size_t len, const char *k, size_t n
   return NULL;
 }
 
+/* Shorter tokens (test ones: real ones are longer) would match ordinary
+ * text, and cutting them would garble every message. */
+#define MIN_CUT_TOKEN 8
+
 /* An error answer may echo the request -- a gateway's page, a message
  * quoting a header -- so the token is cut out of it before Lua sees it:
  * no error message or log line made from it can carry the token. */
@@ -406,7 +410,7 @@ static void push_error_body(lua_State *L, const mp_conf *conf, const char *body,
   const char *token = conf->hdr_plain->data + sizeof(BEARER) - 1, *p = body, *hit;
   size_t n = strlen(token);
   luaL_Buffer b;
-  if (n == 0 || (hit = find_bytes(p, len, token, n)) == NULL) {
+  if (n < MIN_CUT_TOKEN || (hit = find_bytes(p, len, token, n)) == NULL) {
     lua_pushlstring(L, body, len);
     return;
   }
