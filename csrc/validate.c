@@ -414,60 +414,69 @@ static void emit_name(mp_walk *w, const mp_field *f, int *first) {
 
 /* --- tables: depth, cycles and shape ------------------------------------------- */
 
-/* The event by which t's metatable supplies contents -- __index, __pairs or
- * __len: a read-only proxy, say -- or NULL.  The walk reads tables raw, so
+/* What enter() found t to be. */
+enum { REFUSED, PLAIN, MARKED };
+
+/* t by its metatable: none (PLAIN), our array mark (MARKED), or one that
+ * supplies contents -- __index, __pairs or __len: a read-only proxy, say --
+ * whose event is stored in *event (REFUSED).  The walk reads tables raw, so
  * such a table would be sent as what it holds itself (an empty proxy as `[]`
- * or `{}`, wiping what it stands for): it is refused instead.  Our array mark
- * is the one metatable that means something here.  Needs 3 stack slots. */
-static const char *content_event(lua_State *L, int t) {
+ * or `{}`, wiping what it stands for): it is refused instead.  Any other
+ * metatable is left alone.  Needs 3 stack slots. */
+static int table_kind(lua_State *L, int t, const char **event) {
   static const char *const events[] = {"__index", "__pairs", "__len", NULL};
-  const char *found = NULL;
-  int i;
-  if (!lua_getmetatable(L, t)) return NULL;
+  int i, kind = PLAIN;
+  if (!lua_getmetatable(L, t)) return PLAIN;
   luaL_getmetatable(L, ARRAY_MT);
-  for (i = 0; !lua_rawequal(L, -1, -2) && events[i] != NULL && found == NULL; i++) {
+  if (lua_rawequal(L, -1, -2)) kind = MARKED;
+  for (i = 0; kind == PLAIN && events[i] != NULL; i++) {
     lua_pushstring(L, events[i]);
     lua_rawget(L, -3);
-    if (!lua_isnil(L, -1)) found = events[i];
+    if (!lua_isnil(L, -1)) {
+      *event = events[i];
+      kind = REFUSED;
+    }
     lua_pop(L, 1);
   }
   lua_pop(L, 2);
-  return found;
+  return kind;
 }
 
-/* Open table t on the path, with `slots` free stack slots; 0 (problem
- * recorded) when it must not be descended into. */
+/* Open table t on the path, with `slots` free stack slots: PLAIN or MARKED
+ * (see table_kind), or REFUSED (problem recorded) when it must not be
+ * descended into. */
 static int enter(mp_walk *w, int t, int slots) {
-  const char *event;
+  const char *event = NULL;
+  int kind;
   const void *p = lua_topointer(w->L, t);
   int i;
   for (i = 0; i < w->depth; i++) {
     if (w->open[i] == p) {
       problem(w, "table contains itself (cycle)");
-      return 0;
+      return REFUSED;
     }
   }
   if (w->depth >= MP_MAX_DEPTH) {
     problem(w, "nesting deeper than " MP_STR(MP_MAX_DEPTH) " levels");
-    return 0;
+    return REFUSED;
   }
   /* Room is asked for in chunks: lua_checkstack keeps it for this call. */
   if (lua_gettop(w->L) + slots + 8 > w->room) {
     if (!lua_checkstack(w->L, slots + 8 + STACK_CHUNK)) {
       problem(w, "too deep for the Lua stack");
-      return 0;
+      return REFUSED;
     }
     w->room = lua_gettop(w->L) + slots + 8 + STACK_CHUNK;
   }
-  if ((event = content_event(w->L, t)) != NULL) {
+  if ((kind = table_kind(w->L, t, &event)) == REFUSED) {
     if (!w->stop) {
       lua_pushfstring(w->L, "has a metatable with %s: pass a plain table (its contents are read raw)", event);
       record(w);
     }
-    return 0;
+    return REFUSED;
   }
   w->open[w->depth++] = p;
-  return 1;
+  return kind;
 }
 
 static void leave(mp_walk *w) { w->depth--; }
@@ -593,14 +602,15 @@ static void walk_members(mp_walk *w, int t) {
 
 /* A free-form table: the first key decides object (string) or array. */
 static void walk_table(mp_walk *w, int t) {
-  if (!enter(w, t, 4)) return;
+  int kind = enter(w, t, 4);
+  if (kind == REFUSED) return;
   lua_pushnil(w->L);
   if (!lua_next(w->L, t)) {
     /* empty: an object, as metadata and extras want, unless marked */
-    if (is_marked_array(w->L, t)) emit(w, "[]", 2);
+    if (kind == MARKED) emit(w, "[]", 2);
     else emit(w, "{}", 2);
   } else if (lua_type(w->L, -2) == LUA_TSTRING) {
-    if (is_marked_array(w->L, t)) {
+    if (kind == MARKED) {
       lua_pop(w->L, 2);
       problem(w, "marked as an array (marketplace.array) but has string keys");
     } else {
@@ -704,7 +714,7 @@ static void walk_array(mp_walk *w, const mp_object *item, int t) {
     problem_type(w, "array", t);
     return;
   }
-  if (!enter(w, t, 2)) return;
+  if (enter(w, t, 2) == REFUSED) return;
   if (array_length(w, t, &n)) {
     emit_char(w, '[');
     for (i = 1; i <= n && !w->stop; i++) {
@@ -858,12 +868,18 @@ static void report_strays(mp_walk *w, const mp_object *o, int t, int strays, int
 static void walk_object(mp_walk *w, const mp_object *o, int t, int update) {
   lua_State *L = w->L;
   int pos[MP_MAX_FIELDS] = {0};
-  int base = lua_gettop(L), strays, first = 1;
-  if (lua_type(L, t) != LUA_TTABLE || is_marked_array(L, t)) {
+  int base = lua_gettop(L), strays, first = 1, kind;
+  if (lua_type(L, t) != LUA_TTABLE) {
     problem_type(w, "object", t);
     return;
   }
-  if (!enter(w, t, 2 * o->nfields + 4)) return;
+  if ((kind = enter(w, t, 2 * o->nfields + 4)) != PLAIN) {
+    if (kind == MARKED) { /* a marked array where an object belongs */
+      problem_type(w, "object", t);
+      leave(w);
+    }
+    return;
+  }
   strays = stash_fields(w, o, t, pos, update);
   if (strays < 0) {
     lua_settop(L, base);
