@@ -400,7 +400,8 @@ static const char *find_bytes(const char *s, size_t len, const char *k, size_t n
 }
 
 /* Shorter tokens (test ones: real ones are longer) would match ordinary
- * text, and cutting them would garble every message. */
+ * text, and cutting them would garble every message.  response.lua's
+ * MIN_TOKEN_CUT (the cosocket transport, the CLI) is the same. */
 #define MIN_CUT_TOKEN 8
 
 /* An error answer may echo the request -- a gateway's page, a message

@@ -160,7 +160,7 @@ end
 
 -- Shorter strings are too likely to occur by chance to be scrubbed; they
 -- rely on messages never quoting an argument.
-local MIN_SCRUB = 8
+local MIN_SCRUB = response.MIN_TOKEN_CUT
 
 -- Whatever may be a token: VERCEL_TOKEN, and whatever follows a literal
 -- `--token` or is glued to it (`--token=T`, `--tokenT`), even where the
@@ -182,17 +182,16 @@ local function forms(token)
 end
 
 local function scrubber(tokens)
-  local patterns = {}
+  local written = {}
   for _, t in ipairs(tokens) do
     if type(t) == "string" and #t >= MIN_SCRUB then
-      for _, f in pairs(forms(t)) do patterns[#patterns + 1] = f end
+      for _, f in pairs(forms(t)) do written[#written + 1] = f end
     end
   end
   -- Longest first: a token holding another is cut whole.
-  table.sort(patterns, function(a, b) return #a > #b end)
-  for i, p in ipairs(patterns) do patterns[i] = p:gsub("%W", "%%%0") end
+  table.sort(written, function(a, b) return #a > #b end)
   return function(s)
-    for _, p in ipairs(patterns) do s = s:gsub(p, "***") end
+    for _, w in ipairs(written) do s = response.cut(s, w, "***") end
     return s
   end
 end

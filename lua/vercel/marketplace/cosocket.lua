@@ -296,7 +296,7 @@ end
 local function without_token(self, status, body)
   if not status or (status >= 200 and status < 300) then return body end
   local token = header_block[self]:match("\nAuthorization: Bearer ([^\r]*)\r\n")
-  if #token < 8 then return body end -- as the C session: a short one would garble the text
+  if #token < response.MIN_TOKEN_CUT then return body end
   return response.cut(body, token, "[token]")
 end
 

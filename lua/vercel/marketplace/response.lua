@@ -41,6 +41,10 @@ function M.decode_object(body)
   return v
 end
 
+--- Tokens shorter than this are not cut out of text (they would match
+-- ordinary words); the C session's `MIN_CUT_TOKEN` is the same.
+M.MIN_TOKEN_CUT = 8
+
 --- `text` with every occurrence of `what` (plain bytes) replaced by `with`.
 function M.cut(text, what, with)
   if what == "" or not text:find(what, 1, true) then return text end
