@@ -96,16 +96,18 @@ end
 
 -- helper.spawn(cmd) -> pid: start `cmd`, a shell command line whose output is
 -- already redirected and which ends in an `exec` (the pid is then the
--- server's own), in the background.  A watcher beside it -- a shell loop
--- checking twice a second, for at most an hour -- sends it TERM if this
--- process dies first (busted killed by a CI timeout, say), so no server
--- outlives the suite holding a port.  Stopping the server by pid ends the
--- watcher within half a second.
+-- server's own), in the background.  The shell that starts it stays as its
+-- parent and watcher: a loop checking twice a second, for at most an hour,
+-- that sends the server TERM if this process dies first (busted killed by a
+-- CI timeout, say), so no server outlives the suite holding a port.  Being
+-- the parent, it alone reaps the server, so the pid it signals cannot have
+-- been reused by another process meanwhile (pid_max is 32768 here); a server
+-- stopped by pid is seen as a zombie and reaped within half a second.
 function helper.spawn(cmd)
-  local watch = ("i=0; while [ $i -lt 7200 ] && kill -0 %d && kill -0 $n; do i=$((i+1)); sleep 0.5; done;"
-      .. " kill -0 $n && kill -TERM $n"):format(own_pid())
-  local script = cmd .. " & n=$!; echo $n; (" .. watch .. ") >/dev/null 2>&1 </dev/null &"
-  return tonumber(capture("sh -c " .. q(script)))
+  local watcher = ("%s & n=$!; echo $n; exec >/dev/null 2>&1 </dev/null; i=0;"
+      .. " while [ $i -lt 7200 ] && kill -0 %d && ! grep -q '^State:[[:space:]]*Z' /proc/$n/status;"
+      .. " do i=$((i+1)); sleep 0.5; done; kill -TERM $n; wait $n"):format(cmd, own_pid())
+  return tonumber(capture("sh -c " .. q("(" .. watcher .. ") &")))
 end
 
 -- The decoded JSON in `text`, or `text` itself when it is not JSON.
