@@ -88,26 +88,41 @@ function helper.alive(pid)
   return stat:match("%S") ~= nil and not stat:match("^%s*Z")
 end
 
--- This process's pid (busted's, or run_lua's interpreter): /proc/self read
--- in-process is ourselves, not a shell.
-local function own_pid()
-  return tonumber((read_file("/proc/self/stat") or ""):match("^(%d+)"))
+-- This process (busted, or run_lua's interpreter) as /proc/self/stat names
+-- it, read in-process: its pid and its start time (field 22), which tell it
+-- apart from a later process given the same pid.
+local function own_identity()
+  local stat = read_file("/proc/self/stat") or ""
+  local fields = {}
+  for f in (stat:match("%) (.*)$") or ""):gmatch("%S+") do fields[#fields + 1] = f end
+  return tonumber(stat:match("^(%d+)")), fields[20]
 end
+
+-- The watcher's shell: `alive PID START` holds while that very process runs
+-- (not a zombie, not a newcomer with a recycled pid: pid_max is 32768 here,
+-- and the shell itself reaps the server).  Builtins only: no fork a check.
+local WATCHER = [[
+alive() { want=$2; line=; read -r line < /proc/$1/stat || return 1
+  set -- ${line##*) }; [ "$1" != Z ] && [ "${20}" = "$want" ]; }
+start=; read -r line < /proc/$n/stat; set -- ${line##*) }; start=${20}
+i=0
+while [ $i -lt 7200 ] && alive %d %s && alive $n "$start"; do i=$((i+1)); sleep 0.5; done
+alive $n "$start" && kill -TERM $n
+]]
 
 -- helper.spawn(cmd) -> pid: start `cmd`, a shell command line whose output is
 -- already redirected and which ends in an `exec` (the pid is then the
--- server's own), in the background.  The shell that starts it stays as its
--- parent and watcher: a loop checking twice a second, for at most an hour,
--- that sends the server TERM if this process dies first (busted killed by a
--- CI timeout, say), so no server outlives the suite holding a port.  Being
--- the parent, it alone reaps the server, so the pid it signals cannot have
--- been reused by another process meanwhile (pid_max is 32768 here); a server
--- stopped by pid is seen as a zombie and reaped within half a second.
+-- server's own), in the background.  A watcher beside it checks twice a
+-- second, for at most an hour, and sends the server TERM if this process
+-- dies first (busted killed by a CI timeout, say), so no server outlives the
+-- suite holding a port.  Both are known by pid and start time, so the
+-- watcher never signals a stranger, and it ends within half a second of the
+-- server being stopped by pid.
 function helper.spawn(cmd)
-  local watcher = ("%s & n=$!; echo $n; exec >/dev/null 2>&1 </dev/null; i=0;"
-      .. " while [ $i -lt 7200 ] && kill -0 %d && ! grep -q '^State:[[:space:]]*Z' /proc/$n/status;"
-      .. " do i=$((i+1)); sleep 0.5; done; kill -TERM $n; wait $n"):format(cmd, own_pid())
-  return tonumber(capture("sh -c " .. q("(" .. watcher .. ") &")))
+  local pid, start = own_identity()
+  local script = "(" .. cmd .. " & n=$!; echo $n; exec >/dev/null 2>&1 </dev/null\n"
+      .. WATCHER:format(pid, start) .. ") &"
+  return tonumber(capture("sh -c " .. q(script)))
 end
 
 -- The decoded JSON in `text`, or `text` itself when it is not JSON.
