@@ -230,6 +230,21 @@ describe("batches", function()
     c:close()
   end)
 
+  -- Once every slot is free again, the next fill may find only invalid items
+  -- left and settle them: the batch is then over, with nothing to wait for.
+  -- (It used to sleep for ever; a subprocess keeps the spec bounded.)
+  it("ends when the last items are invalid and settle after every answer came", function()
+    local ok, out = helper.run_lua(([[
+      local m = require "vercel.marketplace"
+      local inst = m.installation("icfg_1", { token = "test-token", base_url = %q })
+      local r = inst:import_many({ { id = "ok_1", body = { productId = "p", name = "n", status = "ready" } },
+        { id = "bad", body = { name = "n" } } }, { concurrency = 1 })
+      print(#r, r[1].ok, r[2].ok)
+    ]]):format(emu.url))
+    assert.is_true(ok, out)
+    assert.equals("2\ttrue\tfalse\n", out)
+  end)
+
   it("sends one at a time with concurrency = 1", function()
     local c = inst()
     assert_all_ok(c:import_many(items(5), { concurrency = 1 }), 5)

@@ -217,6 +217,9 @@ end
 
 function Run:step()
   self:fill()
+  -- fill may settle the last items itself (invalid ones): then nothing is
+  -- in flight and nothing waits, and there is nothing to sleep for.
+  if self.done == self.total then return end
   if #self.free == self.n then -- nothing in flight: wait for the next retry
     local d = math.max(self.pause_until, self:next_due()) - core.now()
     if d > 0 then self.sleep(d) end
