@@ -6,6 +6,8 @@
 #include <curl/curl.h>
 
 #include "core.h"
+#include "process.h"
+#include "redact.h"
 
 #if defined(__GNUC__)
 #define MP_EXPORT __attribute__((visibility("default")))
@@ -24,6 +26,8 @@ int luaopen_vercel_marketplace_core(lua_State *L) {
   mp_open_schema(L);
   mp_open_codec(L);
   mp_open_transport(L);
+  mp_open_process(L);
+  mp_open_redact(L);
   lua_pushliteral(L, MP_VERSION);
   lua_setfield(L, -2, "VERSION");
   lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);

@@ -13,7 +13,7 @@ MP_BEGIN_INTERNAL
 
 void mp_open_schema(lua_State *L);    /* schema.c: enums, limits */
 void mp_open_codec(lua_State *L);     /* validate.c: validate, encode, encode_value, integerize */
-void mp_open_transport(lua_State *L); /* transport.c: session, escape_id, sleep, now */
+void mp_open_transport(lua_State *L); /* transport.c: session, escape_id; multi.c: multi */
 
 MP_END_INTERNAL
 

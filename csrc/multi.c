@@ -9,12 +9,20 @@
  * libcurl, whose callbacks here only fill C buffers.
  *
  *   local m = core.multi(session, n)      -- settings copied from the session
- *   m:start(slot, method, url [, body])   -- slot in 1..n, idle
+ *   m:start(slot, method, url [, body [, limit]])  -- slot in 1..n, idle;
+ *                                         -- limit as for session:perform
  *   local done, k = m:poll(seconds [, t]) -- the k slots whose transfer ended, in t
  *                                         -- (reused, so a batch makes no garbage) or
  *                                         -- a new array
  *   m:result(slot)                        -- what session:perform returns; idle again
  *   m:close()                             -- also __gc and __close
+ *
+ * As a session, a batch handle serves only the process that opened it (a
+ * forked child gets an error, and its close leaves the parent's connections
+ * alone), and it is busy while poll or result runs: a finalizer that closes
+ * it meanwhile is deferred to the call's end, one that calls it is refused.
+ * A trapped SIGINT (core.trap_interrupt) ends its transfers ("interrupted")
+ * and its poll at once.
  */
 #include <string.h>
 
@@ -23,6 +31,9 @@
 
 #define MULTI_MT "vercel.marketplace.multi"
 #define MAX_SLOTS 256
+/* A multi handle keeps up to 4 connections per easy handle. */
+#define SOCKETS_PER_SLOT 5
+#define BUSY_MESSAGE "batch busy: a call on it is in progress (called again from a finalizer or callback)"
 
 enum { IDLE, RUNNING, DONE };
 
@@ -37,15 +48,20 @@ typedef struct slot {
 typedef struct multi {
   CURLM *m;
   mp_conf conf;
+  mp_sockets socks;
+  mp_busy busy;
   int n;
-  slot slots[]; /* n of them, allocated with the userdata */
+  slot slots[]; /* n of them, then the socket numbers: one allocation */
 } multi;
 
 /* ---------------------------------------------------------------- lifecycle */
 
 static multi *check_multi(lua_State *L) {
   multi *mu = (multi *)luaL_checkudata(L, 1, MULTI_MT);
-  if (mu->m == NULL) luaL_error(L, "attempt to use a closed batch");
+  if (mu->m == NULL || mu->busy.close_pending) luaL_error(L, "attempt to use a closed batch");
+  if (mu->busy.busy) luaL_error(L, BUSY_MESSAGE);
+  if (mp_sockets_inherited(&mu->socks))
+    luaL_error(L, "batch handle used in a process it was not opened in (after fork)");
   return mu;
 }
 
@@ -60,15 +76,30 @@ static void slot_free(CURLM *m, slot *s) {
   mp_buf_free(&s->req);
 }
 
-/* One idempotent close for close(), __gc and __close: transfers still in
- * flight are abandoned (their connections closed). */
-static int multi_close(lua_State *L) {
-  multi *mu = (multi *)luaL_checkudata(L, 1, MULTI_MT);
-  int i;
-  for (i = 0; i < mu->n; i++) slot_free(mu->m, &mu->slots[i]);
-  if (mu->m != NULL) curl_multi_cleanup(mu->m);
+/* Transfers still in flight are abandoned (their connections closed).  In a
+ * forked child the inherited sockets are made harmless first, or the whole
+ * handle is leaked when some were not tracked. */
+static void multi_free(multi *mu) {
+  int i, leak = mu->m != NULL && mp_sockets_inherited(&mu->socks) && !mp_sockets_disown(&mu->socks);
+  if (!leak) {
+    for (i = 0; i < mu->n; i++) slot_free(mu->m, &mu->slots[i]);
+    if (mu->m != NULL) curl_multi_cleanup(mu->m);
+  }
   mu->m = NULL;
   mp_conf_free(&mu->conf);
+}
+
+/* One idempotent close for close(), __close and __gc; close() while busy
+ * is done when the busy call ends. */
+static int multi_close(lua_State *L) {
+  multi *mu = (multi *)luaL_checkudata(L, 1, MULTI_MT);
+  if (mu->busy.busy) mu->busy.close_pending = 1;
+  else multi_free(mu);
+  return 0;
+}
+
+static int multi_gc(lua_State *L) {
+  multi_free((multi *)luaL_checkudata(L, 1, MULTI_MT));
   return 0;
 }
 
@@ -80,7 +111,7 @@ static int multi_tostring(lua_State *L) {
 
 static int slot_init(multi *mu, slot *s) {
   if ((s->easy = curl_easy_init()) == NULL) return 0;
-  mp_easy_setup(s->easy, &mu->conf, &s->ans);
+  mp_easy_setup(s->easy, &mu->conf, &s->ans, &mu->socks);
   curl_easy_setopt(s->easy, CURLOPT_PRIVATE, (void *)s);
   return 1;
 }
@@ -91,14 +122,17 @@ static int multi_new(lua_State *L) {
   const mp_conf *conf = mp_session_conf(L, 1);
   lua_Integer n = luaL_checkinteger(L, 2);
   multi *mu;
+  size_t size;
   int i;
   luaL_argcheck(L, n >= 1 && n <= MAX_SLOTS, 2, "concurrency must be between 1 and 256");
+  size = sizeof(multi) + (size_t)n * (sizeof(slot) + SOCKETS_PER_SLOT * sizeof(curl_socket_t));
   /* Create closed, then acquire: an error below leaves nothing to leak. */
-  mu = (multi *)mp_newuserdata(L, sizeof(multi) + (size_t)n * sizeof(slot));
-  memset(mu, 0, sizeof(multi) + (size_t)n * sizeof(slot));
+  mu = (multi *)mp_newuserdata(L, size);
+  memset(mu, 0, size);
   luaL_getmetatable(L, MULTI_MT);
   lua_setmetatable(L, -2);
   mu->n = (int)n;
+  mp_sockets_init(&mu->socks, (curl_socket_t *)(void *)&mu->slots[n], (int)n * SOCKETS_PER_SLOT);
   if (!mp_conf_copy(&mu->conf, conf)) return luaL_error(L, "not enough memory");
   if ((mu->m = curl_multi_init()) == NULL) return luaL_error(L, "curl_multi_init failed");
   curl_multi_setopt(mu->m, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
@@ -119,8 +153,8 @@ static slot *check_slot(lua_State *L, multi *mu, int arg, int state) {
   return s;
 }
 
-/* m:start(slot, method, url [, body]): the body is copied, so the caller's
- * string need not outlive the call. */
+/* m:start(slot, method, url [, body [, limit]]): the body is copied, so the
+ * caller's string need not outlive the call. */
 static int multi_start(lua_State *L) {
   multi *mu = check_multi(L);
   slot *s = check_slot(L, mu, 2, IDLE);
@@ -128,10 +162,11 @@ static int multi_start(lua_State *L) {
   const char *url = mp_check_url(L, 4);
   size_t len = 0;
   const char *body = luaL_optlstring(L, 5, NULL, &len);
+  int limit = mp_check_limit(L, 6);
   CURLMcode mc;
   s->req.len = 0;
   if (body != NULL && !mp_buf_add(&s->req, body, len)) return luaL_error(L, "not enough memory");
-  mp_answer_reset(&s->ans);
+  mp_answer_reset(&s->ans, limit);
   mp_easy_request(s->easy, &mu->conf, method, url, body == NULL ? NULL : len ? s->req.data : "", len);
   /* Over TLS, wait for the first connection to learn (by ALPN) whether it
    * speaks HTTP/2 and multiplex on it, rather than open n connections at
@@ -176,38 +211,58 @@ static int push_done(lua_State *L, int k) {
   return 2;
 }
 
-/* m:poll([seconds [, t]]) -> t (or a new array) holding the k slots whose
- * transfer ended, and k (maybe 0), waiting up to `seconds` (default 0) for
- * one when none has. */
-static int multi_poll(lua_State *L) {
-  multi *mu = check_multi(L);
-  double secs = luaL_optnumber(L, 2, 0);
+static void free_multi(void *mu) { multi_free((multi *)mu); }
+
+/* The busy part of poll: the arguments are checked, the array is at 3. */
+static int poll_busy(lua_State *L) {
+  multi *mu = (multi *)lua_touserdata(L, 1);
+  double secs = lua_tonumber(L, 2);
   int k;
-  if (lua_isnoneornil(L, 3)) {
-    lua_settop(L, 2);
-    lua_createtable(L, mu->n, 0);
-  } else {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    lua_settop(L, 3);
-  }
   perform(L, mu);
   k = collect(L, mu, 0);
-  if (k > 0 || !(secs > 0)) return push_done(L, k);
+  if (k > 0 || !(secs > 0) || mp_interrupted()) return push_done(L, k);
   curl_multi_poll(mu->m, NULL, 0, secs > 3600 ? 3600000 : (int)(secs * 1000.0 + 0.5), NULL);
   perform(L, mu);
   return push_done(L, collect(L, mu, 0));
 }
 
-/* m:result(slot) -> status, body, meta | nil, kind, message, retryable, as
- * session:perform; the slot is idle again. */
-static int multi_result(lua_State *L) {
+/* m:poll([seconds [, t]]) -> t (or a new array) holding the k slots whose
+ * transfer ended, and k (maybe 0), waiting up to `seconds` (default 0) for
+ * one when none has.  A trapped SIGINT ends the wait. */
+static int multi_poll(lua_State *L) {
   multi *mu = check_multi(L);
-  slot *s = check_slot(L, mu, 2, DONE);
-  int n = mp_push_answer(L, s->easy, &mu->conf, &s->ans, s->rc);
+  double secs = luaL_optnumber(L, 2, 0);
+  lua_settop(L, 3);
+  if (lua_isnil(L, 3)) {
+    lua_createtable(L, mu->n, 0);
+    lua_replace(L, 3);
+  } else {
+    luaL_checktype(L, 3, LUA_TTABLE);
+  }
+  lua_pushnumber(L, secs);
+  lua_replace(L, 2);
+  mu->busy.busy = 1;
+  return mp_busy_call(L, &mu->busy, poll_busy, 3, free_multi, mu);
+}
+
+static int result_busy(lua_State *L) {
+  multi *mu = (multi *)lua_touserdata(L, 1);
+  slot *s = &mu->slots[lua_tointeger(L, 2) - 1];
+  int n = mp_push_answer(L, s->easy, &s->ans, s->rc);
   s->state = IDLE;
   mp_buf_trim(&s->req, MP_KEEP_BUFFER);
   mp_buf_trim(&s->ans.body, MP_KEEP_BUFFER);
   return n;
+}
+
+/* m:result(slot) -> status, body, meta | nil, kind, message, retryable, sent,
+ * as session:perform; the slot is idle again. */
+static int multi_result(lua_State *L) {
+  multi *mu = check_multi(L);
+  check_slot(L, mu, 2, DONE);
+  lua_settop(L, 2);
+  mu->busy.busy = 1;
+  return mp_busy_call(L, &mu->busy, result_busy, 2, free_multi, mu);
 }
 
 static const luaL_Reg multi_methods[] = {{"start", multi_start},
@@ -217,7 +272,7 @@ static const luaL_Reg multi_methods[] = {{"start", multi_start},
                                          {NULL, NULL}};
 
 static const luaL_Reg multi_meta[] = {
-    {"__gc", multi_close}, {"__close", multi_close}, {"__tostring", multi_tostring}, {NULL, NULL}};
+    {"__gc", multi_gc}, {"__close", multi_close}, {"__tostring", multi_tostring}, {NULL, NULL}};
 
 void mp_open_multi(lua_State *L) {
   mp_register_class(L, MULTI_MT, multi_meta, multi_methods);

@@ -5,10 +5,14 @@
  * policy lives in Lua (lua/vercel/marketplace/retry.lua) so that the nginx
  * cosocket transport shares it.
  *
- * Also here: the path-segment escaping of ids and the clock the retry loop uses.
+ * A session is used only by the process that opened it: after a fork the
+ * child drops the inherited connections unused (process.h) and starts afresh.
+ * It is busy while a request is being made and answered: a finalizer that
+ * runs meanwhile (any allocation can run one) cannot close it under the call
+ * -- the close waits for the call's end -- nor start another request on it.
+ *
+ * Also here: the path-segment escaping of ids.
  */
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,16 +23,25 @@
 
 #include "core.h"
 #include "encode.h"
+#include "redact.h"
 #include "transport.h"
 
 #define SESSION_MT "vercel.marketplace.session"
 #define DEFAULT_MAX_RESPONSE (8 * 1024 * 1024)
 #define CA_CACHE_SECONDS (24L * 60 * 60)
+/* An easy handle keeps up to 5 connections (CURLOPT_MAXCONNECTS), and a
+ * happy-eyeballs connect opens two sockets at once. */
+#define SESSION_SOCKETS 16
+#define BUSY_MESSAGE "installation busy: a request on it is in progress (called again from a finalizer or callback)"
 
 typedef struct session {
   CURL *easy;
   mp_conf conf;
   mp_answer ans;
+  mp_sockets socks;
+  curl_socket_t fds[SESSION_SOCKETS];
+  CURLcode rc;       /* how the last transfer ended */
+  mp_busy busy;
 } session;
 
 /* ---------------------------------------------------------------- callbacks */
@@ -97,11 +110,25 @@ static int header_kind(const char *line, size_t len) {
   }
 }
 
+/* The token cut out of a header value we keep, in place ("[token]" is
+ * shorter than any token that is cut): an echo of it in x-vercel-id would
+ * otherwise reach request_id, error messages and log lines. */
+static void cut_token(char *v, const mp_answer *a) {
+  char *hit;
+  size_t n = strlen(v), label = sizeof "[token]" - 1;
+  if (a->token_len < MP_MIN_CUT_TOKEN) return;
+  while ((hit = strstr(v, a->token)) != NULL) {
+    memcpy(hit, "[token]", label);
+    memmove(hit + label, hit + a->token_len, n - (size_t)(hit - v) - a->token_len + 1);
+    n -= a->token_len - label;
+  }
+}
+
 static size_t on_header(char *line, size_t size, size_t n, void *ud) {
   mp_answer *a = (mp_answer *)ud;
   size_t len = size * n, skip;
   int kind;
-  char value[128];
+  char value[1024]; /* cut first, then truncated to what mp_answer keeps */
   if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new response starts */
     a->request_id[0] = a->content_type[0] = '\0';
     a->retry_after = a->retry_after_ms = -1;
@@ -111,9 +138,10 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
   skip = (size_t)((const char *)memchr(line, ':', len) - line) + 1;
   while (skip < len && (line[skip] == ' ' || line[skip] == '\t')) skip++;
   copy_value(value, sizeof value, line + skip, len - skip);
+  cut_token(value, a);
   switch (kind) {
-    case H_REQUEST_ID: memcpy(a->request_id, value, sizeof value); break;
-    case H_CONTENT_TYPE: memcpy(a->content_type, value, sizeof value); break;
+    case H_REQUEST_ID: copy_value(a->request_id, sizeof a->request_id, value, strlen(value)); break;
+    case H_CONTENT_TYPE: copy_value(a->content_type, sizeof a->content_type, value, strlen(value)); break;
     case H_RETRY_AFTER: a->retry_after = parse_retry_after(value); break;
     default: a->retry_after_ms = parse_digits(value) / 1000.0; /* no date form: -1 stays < 0 */
   }
@@ -238,6 +266,12 @@ int mp_conf_copy(mp_conf *dst, const mp_conf *src) {
   return ok;
 }
 
+const char *mp_conf_token(const mp_conf *c, size_t *len) {
+  const char *token = c->hdr_plain->data + sizeof(BEARER) - 1;
+  *len = strlen(token);
+  return token;
+}
+
 void mp_conf_free(mp_conf *c) {
   curl_slist_free_all(c->hdr_plain);
   curl_slist_free_all(c->hdr_json);
@@ -268,14 +302,21 @@ static int has_ca_file(const mp_conf *c) {
 #endif
 }
 
-/* libcurl (>= 7.87, OpenSSL) keeps the parsed CA store between connections
+/* ca_file and ca_path replace the system's trust store, each alone or both
+ * together: a ca_path without a ca_file drops libcurl's built-in bundle too,
+ * or a server signed by any public CA would still be trusted.
+ *
+ * libcurl (>= 7.87, OpenSSL) keeps the parsed CA store between connections
  * only when it comes from a CA file alone: a CA directory -- which Debian's
  * libcurl sets by default next to its bundle -- turns the cache off, and
  * every new connection re-reads the ~200 KB bundle (~20 ms of CPU).  So
  * unless the caller asked for a directory, we drop the built-in one whenever
  * a bundle file is there to verify with. */
 static void set_ca(CURL *e, const mp_conf *c) {
-  if (c->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+  if (c->ca_file)
+    curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+  else if (c->ca_path)
+    curl_easy_setopt(e, CURLOPT_CAINFO, (char *)NULL);
   if (c->ca_path)
     curl_easy_setopt(e, CURLOPT_CAPATH, c->ca_path);
   else if (has_ca_file(c))
@@ -285,8 +326,30 @@ static void set_ca(CURL *e, const mp_conf *c) {
 #endif
 }
 
-void mp_easy_setup(CURL *e, const mp_conf *c, mp_answer *a) {
+/* Called before each request leaves, on a new connection or a kept-alive
+ * one: libcurl's own resend after a kept-alive connection died is counted,
+ * and refused once the caller's limit is reached (the server may have acted
+ * on every request that left). */
+static int on_request(void *ud, char *ip, char *local_ip, int port, int local_port) {
+  mp_answer *a = (mp_answer *)ud;
+  (void)ip, (void)local_ip, (void)port, (void)local_port;
+  if (a->limit > 0 && a->sent >= a->limit) {
+    a->refused = 1;
+    return CURL_PREREQFUNC_ABORT;
+  }
+  a->sent++;
+  return CURL_PREREQFUNC_OK;
+}
+
+/* A trapped SIGINT ends the transfer (core.trap_interrupt). */
+static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d) {
+  (void)ud, (void)a, (void)b, (void)c, (void)d;
+  return mp_interrupted();
+}
+
+void mp_easy_setup(CURL *e, const mp_conf *c, mp_answer *a, mp_sockets *socks) {
   a->max_response = c->max_response;
+  a->token = mp_conf_token(c, &a->token_len);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L); /* a 3xx is an error */
   curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);     /* keep our escaped ids as sent */
@@ -298,6 +361,11 @@ void mp_easy_setup(CURL *e, const mp_conf *c, mp_answer *a) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)a);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)a);
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_request);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, (void *)a);
+  curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+  mp_sockets_attach(e, socks);
   curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent ? c->user_agent : "vercel-marketplace-lua/" MP_VERSION);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
@@ -326,11 +394,21 @@ void mp_easy_request(CURL *e, const mp_conf *c, const char *method, const char *
 
 /* ---------------------------------------------------------------- answers */
 
-void mp_answer_reset(mp_answer *a) {
+int mp_check_limit(lua_State *L, int arg) {
+  lua_Integer n;
+  if (lua_isnoneornil(L, arg)) return 0;
+  n = luaL_checkinteger(L, arg);
+  luaL_argcheck(L, n >= 1 && n <= 1000, arg, "request limit must be from 1 to 1000");
+  return (int)n;
+}
+
+void mp_answer_reset(mp_answer *a, int limit) {
   a->body.len = 0;
   a->too_large = 0;
   a->errbuf[0] = a->request_id[0] = a->content_type[0] = '\0';
   a->retry_after = a->retry_after_ms = -1;
+  a->sent = a->refused = 0;
+  a->limit = limit;
 }
 
 static void set_meta_string(lua_State *L, const char *field, const char *v) {
@@ -343,7 +421,7 @@ static void set_meta_string(lua_State *L, const char *field, const char *v) {
 static void push_meta(lua_State *L, CURL *e, const mp_answer *a) {
   double ra = a->retry_after_ms >= 0 ? a->retry_after_ms : a->retry_after;
   long connects = 0;
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
   set_meta_string(L, "request_id", a->request_id);
   set_meta_string(L, "content_type", a->content_type);
   if (ra >= 0) {
@@ -353,6 +431,8 @@ static void push_meta(lua_State *L, CURL *e, const mp_answer *a) {
   curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
   lua_pushboolean(L, connects == 0); /* a kept-alive connection served it */
   lua_setfield(L, -2, "reused");
+  lua_pushinteger(L, a->sent > 0 ? a->sent : 1);
+  lua_setfield(L, -2, "sent");
 }
 
 /* Failures worth another attempt: the connection could not be made or broke
@@ -376,7 +456,13 @@ static int retryable(CURLcode rc) {
 static int push_failure(lua_State *L, const mp_answer *a, CURLcode rc) {
   char msg[80];
   lua_pushnil(L);
-  if (a->too_large) {
+  if (rc == CURLE_ABORTED_BY_CALLBACK && a->refused) {
+    lua_pushliteral(L, "transport");
+    lua_pushliteral(L, "connection lost before an answer; not sent again (no retries left)");
+  } else if (rc == CURLE_ABORTED_BY_CALLBACK) {
+    lua_pushliteral(L, "interrupted");
+    lua_pushliteral(L, "interrupted by SIGINT");
+  } else if (a->too_large) {
     lua_pushliteral(L, "transport");
     /* snprintf, not lua_pushfstring: its %I is 5.3+ and %d an int */
     snprintf(msg, sizeof msg, "response larger than %lu bytes (max_response_size)", (unsigned long)a->max_response);
@@ -386,46 +472,21 @@ static int push_failure(lua_State *L, const mp_answer *a, CURLcode rc) {
     lua_pushstring(L, a->errbuf[0] ? a->errbuf : curl_easy_strerror(rc));
   }
   lua_pushboolean(L, !a->too_large && retryable(rc));
-  return 4;
+  lua_pushinteger(L, a->sent);
+  return 5;
 }
-
-/* The first n-byte occurrence of k in s (k non-empty), or NULL. */
-static const char *find_bytes(const char *s, size_t len, const char *k, size_t n) {
-  const char *end = s + len, *p = s;
-  while ((size_t)(end - p) >= n && (p = (const char *)memchr(p, k[0], (size_t)(end - p - n) + 1)) != NULL) {
-    if (memcmp(p, k, n) == 0) return p;
-    p++;
-  }
-  return NULL;
-}
-
-/* Shorter tokens (test ones: real ones are longer) would match ordinary
- * text, and cutting them would garble every message.  response.lua's
- * MIN_TOKEN_CUT (the cosocket transport, the CLI) is the same. */
-#define MIN_CUT_TOKEN 8
 
 /* An error answer may echo the request -- a gateway's page, a message
  * quoting a header -- so the token is cut out of it before Lua sees it:
- * no error message or log line made from it can carry the token. */
-static void push_error_body(lua_State *L, const mp_conf *conf, const char *body, size_t len) {
-  const char *token = conf->hdr_plain->data + sizeof(BEARER) - 1, *p = body, *hit;
-  size_t n = strlen(token);
-  luaL_Buffer b;
-  if (n < MIN_CUT_TOKEN || (hit = find_bytes(p, len, token, n)) == NULL) {
-    lua_pushlstring(L, body, len);
-    return;
-  }
-  luaL_buffinit(L, &b);
-  do {
-    luaL_addlstring(&b, p, (size_t)(hit - p));
-    luaL_addstring(&b, "[token]");
-    p = hit + n;
-  } while ((hit = find_bytes(p, len - (size_t)(p - body), token, n)) != NULL);
-  luaL_addlstring(&b, p, len - (size_t)(p - body));
-  luaL_pushresult(&b);
+ * no error message or log line made from it can carry the token.  (Its
+ * JSON-escaped forms are cut after decoding: response.lua, session:redact.) */
+static void push_error_body(lua_State *L, const mp_answer *a, const char *body, size_t len) {
+  mp_needle token;
+  token.s = a->token, token.n = a->token_len, token.label = "[token]";
+  mp_cut(L, body, len, &token, a->token_len >= MP_MIN_CUT_TOKEN);
 }
 
-int mp_push_answer(lua_State *L, CURL *e, const mp_conf *conf, mp_answer *a, CURLcode rc) {
+int mp_push_answer(lua_State *L, CURL *e, mp_answer *a, CURLcode rc) {
   long status = 0;
   const char *body = a->body.data ? a->body.data : "";
   if (rc != CURLE_OK) {
@@ -436,7 +497,7 @@ int mp_push_answer(lua_State *L, CURL *e, const mp_conf *conf, mp_answer *a, CUR
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
   lua_pushinteger(L, (lua_Integer)status);
   if (status >= 200 && status < 300) lua_pushlstring(L, body, a->body.len);
-  else push_error_body(L, conf, body, a->body.len);
+  else push_error_body(L, a, body, a->body.len);
   push_meta(L, e, a);
   mp_buf_trim(&a->body, MP_KEEP_BUFFER);
   return 3;
@@ -456,27 +517,54 @@ const char *mp_check_url(lua_State *L, int arg) {
   return url;
 }
 
-/* ---------------------------------------------------------------- session */
+/* ---------------------------------------------------------------- busy */
 
-static session *check_session(lua_State *L) {
-  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
-  if (s->easy == NULL) luaL_error(L, "attempt to use a closed session");
-  return s;
+int mp_busy_call(lua_State *L, mp_busy *b, lua_CFunction f, int nargs, void (*close)(void *), void *owner) {
+  int base = lua_gettop(L), i, rc;
+  lua_pushcfunction(L, f);
+  for (i = 1; i <= nargs; i++) lua_pushvalue(L, i);
+  rc = lua_pcall(L, nargs, LUA_MULTRET, 0);
+  b->busy = 0;
+  if (b->close_pending) close(owner);
+  if (rc != 0) return lua_error(L);
+  return lua_gettop(L) - base;
 }
 
-/* One idempotent close for close(), __gc and __close. */
-static int session_close(lua_State *L) {
-  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+/* ---------------------------------------------------------------- session */
+
+static void session_free(session *s) {
   if (s->easy != NULL) curl_easy_cleanup(s->easy);
   s->easy = NULL;
   mp_conf_free(&s->conf);
   mp_buf_free(&s->ans.body);
+}
+
+/* One idempotent close for close(), __close and __gc.  While a call is busy
+ * with the session, close() only marks it: the call closes it on its way
+ * out.  __gc cannot come while busy (the call holds the session on its
+ * stack) and always frees. */
+static int session_close(lua_State *L) {
+  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+  if (s->busy.busy) s->busy.close_pending = 1;
+  else session_free(s);
+  return 0;
+}
+
+static int session_gc(lua_State *L) {
+  session_free((session *)luaL_checkudata(L, 1, SESSION_MT));
   return 0;
 }
 
 static int session_tostring(lua_State *L) {
   session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
   lua_pushfstring(L, "%s (%s)", SESSION_MT, s->easy ? "open" : "closed");
+  return 1;
+}
+
+static int session_handle(session *s) {
+  if ((s->easy = curl_easy_init()) == NULL) return 0;
+  mp_sockets_init(&s->socks, s->fds, SESSION_SOCKETS);
+  mp_easy_setup(s->easy, &s->conf, &s->ans, &s->socks);
   return 1;
 }
 
@@ -491,32 +579,83 @@ static int session_new(lua_State *L) {
   luaL_getmetatable(L, SESSION_MT);
   lua_setmetatable(L, -2);
   mp_conf_read(L, 1, &s->conf);
-  if ((s->easy = curl_easy_init()) == NULL) return luaL_error(L, "curl_easy_init failed");
-  mp_easy_setup(s->easy, &s->conf, &s->ans);
+  if (!session_handle(s)) return luaL_error(L, "curl_easy_init failed");
   return 1;
+}
+
+/* In a child forked since the handle was made: leave the parent's
+ * connections and TLS sessions alone and start on a handle of our own.
+ * Should some socket have gone untracked, the old handle is leaked rather
+ * than closed: a leak in a child beats a write into the parent's stream. */
+static void session_after_fork(lua_State *L, session *s) {
+  if (mp_sockets_disown(&s->socks)) curl_easy_cleanup(s->easy);
+  s->easy = NULL;
+  if (!session_handle(s)) luaL_error(L, "curl_easy_init failed");
+}
+
+/* The session at 1, open, idle and owned by this process, marked busy. */
+static session *enter_session(lua_State *L) {
+  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+  if (s->easy == NULL || s->busy.close_pending) luaL_error(L, "attempt to use a closed session");
+  if (s->busy.busy) luaL_error(L, BUSY_MESSAGE);
+  if (mp_sockets_inherited(&s->socks)) session_after_fork(L, s);
+  s->busy.busy = 1;
+  return s;
+}
+
+static void free_session(void *s) { session_free((session *)s); }
+
+static int busy_call(lua_State *L, session *s, lua_CFunction f, int nargs) {
+  return mp_busy_call(L, &s->busy, f, nargs, free_session, s);
 }
 
 /* The settings of a session, for the batch handles made from it (multi.c). */
 const mp_conf *mp_session_conf(lua_State *L, int idx) {
   session *s = (session *)luaL_checkudata(L, idx, SESSION_MT);
-  if (s->easy == NULL) luaL_error(L, "attempt to use a closed session");
+  if (s->easy == NULL || s->busy.close_pending) luaL_error(L, "attempt to use a closed session");
   return &s->conf;
 }
 
-/* session:perform(method, url [, body]) ->
- *   status, body, meta  |  nil, "timeout"|"transport", message, retryable */
+static int push_answer(lua_State *L) {
+  session *s = (session *)lua_touserdata(L, 1);
+  return mp_push_answer(L, s->easy, &s->ans, s->rc);
+}
+
+/* session:perform(method, url [, body [, limit]]) ->
+ *   status, body, meta  |  nil, "timeout"|"transport"|"interrupted", message, retryable, sent
+ * limit: how many requests the call may send (libcurl resends by itself
+ * when a kept-alive connection fails); default any.  The arguments are
+ * checked before the session is marked busy: a raised error leaves it idle. */
 static int session_perform(lua_State *L) {
-  session *s = check_session(L);
   const char *method = mp_check_method(L, 2);
   const char *url = mp_check_url(L, 3);
   size_t len = 0;
   const char *body = luaL_optlstring(L, 4, NULL, &len); /* pinned on the stack */
-  mp_answer_reset(&s->ans);
+  int limit = mp_check_limit(L, 5);
+  session *s = enter_session(L);
+  mp_answer_reset(&s->ans, limit);
   mp_easy_request(s->easy, &s->conf, method, url, body, len);
-  return mp_push_answer(L, s->easy, &s->conf, &s->ans, curl_easy_perform(s->easy));
+  s->rc = curl_easy_perform(s->easy);
+  return busy_call(L, s, push_answer, 1);
 }
 
-/* ---------------------------------------------------------------- ids, time */
+/* session:redact(text [, secrets]) -> text without the session's token (and
+ * the strings of the array secrets): see core.redact. */
+static int redact_text(lua_State *L) {
+  session *s = (session *)lua_touserdata(L, 1);
+  size_t tlen;
+  const char *token = mp_conf_token(&s->conf, &tlen);
+  return mp_redact(L, 2, token, tlen, lua_isnoneornil(L, 3) ? 0 : 3);
+}
+
+static int session_redact(lua_State *L) {
+  luaL_checkstring(L, 2);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  return busy_call(L, enter_session(L), redact_text, 3);
+}
+
+/* ---------------------------------------------------------------- ids */
 
 /* Percent-encode like JavaScript's encodeURIComponent. */
 static int is_unreserved(unsigned char c) {
@@ -571,39 +710,16 @@ static int escape_id(lua_State *L) {
   return 1;
 }
 
-/* core.sleep(seconds): blocks the thread; the nginx path uses ngx.sleep. */
-static int core_sleep(lua_State *L) {
-  double secs = luaL_checknumber(L, 1);
-  struct timespec ts;
-  if (!(secs > 0)) return 0;
-  if (secs > 2147483647.0) secs = 2147483647.0; /* casting inf or 2^63 to time_t is undefined */
-  ts.tv_sec = (time_t)secs;
-  ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
-  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-  }
-  return 0;
-}
-
-/* core.now() -> monotonic seconds, for retry budgets (immune to clock steps). */
-static int core_now(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
-  return 1;
-}
-
 static const luaL_Reg session_methods[] = {
-    {"perform", session_perform}, {"close", session_close}, {NULL, NULL}};
+    {"perform", session_perform}, {"redact", session_redact}, {"close", session_close}, {NULL, NULL}};
 
-static const luaL_Reg session_meta[] = {{"__gc", session_close},
+static const luaL_Reg session_meta[] = {{"__gc", session_gc},
                                         {"__close", session_close},
                                         {"__tostring", session_tostring},
                                         {NULL, NULL}};
 
 static const luaL_Reg functions[] = {{"session", session_new},
                                      {"escape_id", escape_id},
-                                     {"sleep", core_sleep},
-                                     {"now", core_now},
                                      {NULL, NULL}};
 
 void mp_register_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *fields) {

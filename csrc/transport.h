@@ -11,6 +11,7 @@
 
 #include "buffer.h"
 #include "compat.h"
+#include "process.h"
 
 MP_BEGIN_INTERNAL
 
@@ -32,6 +33,15 @@ typedef struct mp_answer {
   int too_large;
   double retry_after; /* seconds; < 0 when the answer named none */
   double retry_after_ms;
+  int sent;            /* requests that left: libcurl resends on its own after a
+                          kept-alive connection fails, and the server may have
+                          acted on the first one */
+  int refused;         /* a resend was refused: the limit was reached */
+  int limit;           /* requests this transfer may send (0: any); past
+                          it libcurl's resend is refused, so retries bound
+                          what the server receives */
+  const char *token;   /* the conf's, cut from the header values we keep */
+  size_t token_len;
   char request_id[128];
   char content_type[128];
   char errbuf[CURL_ERROR_SIZE];
@@ -44,26 +54,48 @@ void mp_conf_read(lua_State *L, int t, mp_conf *c);
 int mp_conf_copy(mp_conf *dst, const mp_conf *src);
 void mp_conf_free(mp_conf *c);
 
-/* Options that hold for every request of a handle. */
-void mp_easy_setup(CURL *e, const mp_conf *c, mp_answer *a);
+/* Options that hold for every request of a handle; its sockets are
+ * tracked in socks (the owner's, for fork safety). */
+void mp_easy_setup(CURL *e, const mp_conf *c, mp_answer *a, mp_sockets *socks);
 /* Options of one request; body (may be NULL) must outlive the transfer. */
 void mp_easy_request(CURL *e, const mp_conf *c, const char *method, const char *url,
                      const char *body, size_t len);
 
-void mp_answer_reset(mp_answer *a);
+/* Ready for a new transfer that may send `limit` requests (0: any). */
+void mp_answer_reset(mp_answer *a, int limit);
+/* The optional request limit argument at arg (nil: any; else 1 or more). */
+int mp_check_limit(lua_State *L, int arg);
 /* Push what session:perform returns for a transfer that ended with rc, sent
  * with conf (an error answer has the token cut out):
- * status, body, meta (3) or nil, kind, message, retryable (4). */
-int mp_push_answer(lua_State *L, CURL *e, const mp_conf *conf, mp_answer *a, CURLcode rc);
+ * status, body, meta (3) or nil, kind, message, retryable, sent (5). */
+int mp_push_answer(lua_State *L, CURL *e, mp_answer *a, CURLcode rc);
 
 /* Argument checks shared by perform and start: the method, and a URL that
  * holds no spaces, CR, LF or NUL.  Misuse raises. */
 const char *mp_check_method(lua_State *L, int arg);
 const char *mp_check_url(lua_State *L, int arg);
 
+/* The token of a conf, as sent after "Bearer ". */
+const char *mp_conf_token(const mp_conf *c, size_t *len);
+
 /* The settings of the session userdata at idx (raises when it is none or
  * closed): batch handles copy them (transport.c). */
 const mp_conf *mp_session_conf(lua_State *L, int idx);
+
+/* A handle in use.  While a call works with it, any allocation may run a
+ * finalizer, and a finalizer may do anything: close() then only marks it
+ * (close_pending) and another call on it is refused. */
+typedef struct mp_busy {
+  int busy, close_pending;
+} mp_busy;
+
+/* The busy part of a call, b->busy already set: f with the call's first
+ * nargs arguments, protected, because an error raised inside -- memory, or a
+ * finalizer's own error, which Lua 5.1 to 5.3 pass on to whatever allocated
+ * -- must not leave the handle busy for ever.  Then busy is cleared, a
+ * close() asked meanwhile is done (close(owner)), and f's results (or its
+ * error) returned. */
+int mp_busy_call(lua_State *L, mp_busy *b, lua_CFunction f, int nargs, void (*close)(void *), void *owner);
 
 /* Adds core.multi to the module table on top of the stack (multi.c). */
 void mp_open_multi(lua_State *L);

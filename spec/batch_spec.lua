@@ -5,6 +5,7 @@
 local helper = require "helper"
 local marketplace = require "vercel.marketplace"
 local core = require "vercel.marketplace.core"
+local errors = require "vercel.marketplace.error"
 
 local function body(i)
   return { productId = "p", name = "n" .. i, status = "ready" }
@@ -160,11 +161,14 @@ describe("batches", function()
 
   it("lets an error raised by on_progress out, and the installation keeps working", function()
     local c = inst()
-    assert.has_error(function()
-      c:import_many(items(10), { on_progress = function(done)
-        if done == 2 then error("stop here", 0) end
-      end })
-    end, "stop here")
+    local ok, e = pcall(c.import_many, c, items(10), { on_progress = function(done)
+      if done == 2 then error("stop here", 0) end
+    end })
+    assert.is_false(ok)
+    assert.is_true(errors.is(e))
+    assert.equals("callback", e.kind)
+    assert.equals("stop here", e.cause)
+    assert.matches("on_progress raised an error %(stop here%); the batch stopped", tostring(e))
     assert.truthy(c:import("after", body(1)))
     c:close()
   end)

@@ -187,9 +187,12 @@ local Emulator = {}
 Emulator.__index = Emulator
 
 -- emu:control(method, path, value?) -> status, decoded body (or raw text)
+-- Every control request but a GET says it is JSON (the emulator refuses
+-- what a web page could send cross-site), with a body or without.
 function Emulator:control(method, path, value)
   local opts = {}
   if value ~= nil then opts.body = cjson.encode(value) end
+  if method ~= "GET" then opts.headers = { ["Content-Type"] = "application/json" } end
   local status, body, headers = helper.http(method, self.url .. path, opts)
   return status, helper.decode(body), headers
 end
@@ -363,7 +366,8 @@ end
 -- the LuaJIT build of the core. `http_body` goes inside `http { }`; in it
 -- `@PORT@` becomes the port picked and `@PREFIX@` the prefix. opts.env: names
 -- of environment variables nginx passes to Lua (`env` directives), with
--- opts.env_values = {NAME = value} set for it. Bounded: 10 ports, ~5 s each.
+-- opts.env_values = {NAME = value} set for it; opts.workers: a master and that
+-- many worker processes (forked from it). Bounded: 10 ports, ~5 s each.
 function helper.start_nginx(http_body, opts)
   opts = opts or {}
   local prefix = os.tmpname()
@@ -382,7 +386,9 @@ function helper.start_nginx(http_body, opts)
     local conf = table.concat({
       "load_module " .. modules .. "/ndk_http_module.so;",
       "load_module " .. modules .. "/ngx_http_lua_module.so;",
-      "master_process off;", "worker_processes 1;", "daemon off;",
+      opts.workers and ("master_process on; worker_processes " .. opts.workers .. ";")
+        or "master_process off; worker_processes 1;",
+      "daemon off;",
       "pid " .. prefix .. "/nginx.pid;", "error_log " .. prefix .. "/error.log info;",
       table.concat(envs, "\n"),
       "events { worker_connections 256; }",

@@ -220,7 +220,7 @@ describe("secrets", function()
       local TOKEN, SECRET, URL, CLOSED = %q, %q, %q, %q
       local function secrets() return { { name = "URL", value = SECRET, environmentOverrides = { preview = SECRET } } } end
       local function ctl(method, path, body)
-        local cmd = "curl -s -o /dev/null -X " .. method .. " " .. URL .. path
+        local cmd = "curl -s -o /dev/null -H 'Content-Type: application/json' -X " .. method .. " " .. URL .. path
         if body then cmd = cmd .. " -d '" .. body .. "'" end
         os.execute(cmd)
       end

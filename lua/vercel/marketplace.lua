@@ -182,34 +182,48 @@ function Installation:_path(url)
   return url:sub(#self.base_url + 1)
 end
 
---- One request with retries: `status, body, meta, attempts` or `nil, err`
--- (`sent`, the body table, keeps its secrets out of the error).
+--- The error of a call stopped by a trapped SIGINT before it sent anything
+-- more (`core.trap_interrupt`, used by the command line).
 -- @local
-function Installation:_send(method, url, json, sent)
+function Installation:_interrupted(method, url, attempts)
+  return errors.new("interrupted", "interrupted by SIGINT",
+    { method = method, path = self:_path(url), attempts = attempts })
+end
+
+--- One request with retries: `status, body, meta, attempts` or `nil, err`
+-- (`request`, the body table, keeps its secrets out of the error).
+-- `attempts` counts every request that left, libcurl's own resends on a
+-- fresh connection included, and those stay within `retries`: each attempt
+-- may send only what the budget has left.
+-- @local
+function Installation:_send(method, url, json, request)
   local opts = self._opts
-  local attempt = 0
+  local attempts = 0
   while true do
-    attempt = attempt + 1
+    if core.interrupted() then return nil, self:_interrupted(method, url, attempts) end
     local started = self._log and core.now()
-    local status, body, meta, retryable = self._session:perform(method, url, json)
-    if started then self:_log_attempt(method, url, attempt, started, status, body, meta) end
-    if retry.done(method, status, attempt) then return status, body, meta, attempt end
-    local err = response.failure(status, body, meta, sent)
-    err.method, err.path, err.attempts = method, self:_path(url), attempt
-    if attempt > opts.retries or not retry.retryable(err, retryable) then return nil, err end
-    local wait = retry.delay(attempt, err, opts)
+    local status, body, meta, retryable, sent = self._session:perform(method, url, json, opts.retries + 1 - attempts)
+    attempts = attempts + retry.requests(status, meta, sent)
+    if started then self:_log_attempt(method, url, attempts, started, status, body, meta, request) end
+    if retry.done(method, status, attempts) then return status, body, meta, attempts end
+    local err = response.failure(status, body, meta, request, self._session)
+    err.method, err.path, err.attempts = method, self:_path(url), attempts
+    if attempts > opts.retries or not retry.retryable(err, retryable) then return nil, err end
+    local wait = retry.delay(attempts, err, opts)
     if not wait then return nil, err end
     self._sleep(wait)
   end
 end
 
 -- One line per attempt: what was asked, how it ended, how long it took.
--- Bodies and headers are never logged, so neither secrets nor the token are.
-function Installation:_log_attempt(method, url, attempt, started, status, body, meta)
+-- Bodies and headers are never logged; the line is cut of the token and of
+-- the request's secret values anyway, since the server's words are in it.
+function Installation:_log_attempt(method, url, attempts, started, status, body, meta, request)
   local outcome = status and tostring(status) or (body .. ": " .. tostring(meta))
   local rid = status and meta.request_id and (" " .. meta.request_id) or ""
-  self._log(("vercel.marketplace: %s %s -> %s (attempt %d, %.0f ms)%s"):format(
-    method, self:_path(url), outcome, attempt, (core.now() - started) * 1000, rid))
+  local line = ("vercel.marketplace: %s %s -> %s (attempt %d, %.0f ms)%s"):format(
+    method, self:_path(url), outcome, attempts, (core.now() - started) * 1000, rid)
+  self._log(response.redact(line, self._session, request))
 end
 
 --- The value of a 2xx answer to `method url` after `attempts`, or nil and

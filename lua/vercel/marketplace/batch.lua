@@ -14,6 +14,12 @@
 -- from inside libcurl).  Inside nginx, where a request may yield, the same
 -- run is shared by `concurrency` light threads (`ngx.thread`), each sending
 -- over its own cosocket: same results, same retries, same 429 pause.
+--
+-- A batch that cannot finish -- `on_progress` raised, or a SIGINT came while
+-- `core.trap_interrupt` was on -- raises an error object (kind `callback`
+-- or `interrupted`) that says what became of every item: `results[i]` with
+-- `state` "done", "failed", "in_flight" (sent, outcome unknown) or
+-- "not_started", and `counts` of each, so a caller can resume.
 -- @module vercel.marketplace.batch
 local core = require "vercel.marketplace.core"
 local errors = require "vercel.marketplace.error"
@@ -39,12 +45,22 @@ local function misuse(fname, fmt, ...)
   error(("bad argument %s to '%s'"):format(fmt:format(...), fname), 3)
 end
 
+-- The number of items.  Keys 1..n and nothing else: `#` of a table with
+-- holes differs between interpreters (and runs), so holes are refused on
+-- every one, as the body validator refuses them.
 local function check_items(fname, items)
   if type(items) ~= "table" then misuse(fname, "#1 (table expected, got %s)", type(items)) end
-  local n = #items
+  local n, count = 0, 0
   for k in pairs(items) do
-    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+    if type(k) ~= "number" or k < 1 or k % 1 ~= 0 then
       misuse(fname, "#1 (array of items expected, found key %s)", tostring(k))
+    end
+    if k > n then n = k end
+    count = count + 1
+  end
+  if count ~= n then
+    for i = 1, n do
+      if items[i] == nil then misuse(fname, "#1 (array of items expected, item %d is nil)", i) end
     end
   end
   return n
@@ -91,7 +107,8 @@ local function parts(op, item)
 end
 
 -- A request ready to go: {i, method, url, json, body, attempt}, or nil, err
--- (the body is kept for the secrets an error must not quote).
+-- (the body is kept for the secrets an error must not quote).  `attempt`
+-- counts the requests that left for it (`retry.requests`).
 local function prepare(inst, op, i, item)
   local id, body = parts(op, item)
   if not id then return nil, body end
@@ -105,11 +122,59 @@ end
 local Run = {}
 Run.__index = Run
 
--- Item i is finished: store its result, tell the caller.
+-- Raised inside a run to stop it; `stopped` turns it into the error object.
+local Stop = {}
+Stop.__index = Stop
+
+local function stop(kind, cause)
+  error(setmetatable({ kind = kind, cause = cause }, Stop), 0)
+end
+
+-- Item i is finished: store its result, tell the caller.  A callback that
+-- raises stops the batch.
 function Run:settle(i, ok, v)
   self.results[i] = ok and { ok = true, value = v } or { ok = false, err = v }
   self.done = self.done + 1
-  if self.progress then self.progress(self.done, self.total) end
+  if self.progress then
+    local pok, why = pcall(self.progress, self.done, self.total)
+    if not pok then stop("callback", why) end
+  end
+end
+
+-- Item i is about to be sent: from now on, were the batch to stop, its
+-- outcome is unknown unless it settles.
+function Run:sending(req)
+  if core.interrupted() then stop("interrupted") end
+  self.sent[req.i] = true
+end
+
+local ABORTED = {
+  in_flight = "the batch stopped while this item was sent; its outcome is unknown",
+  not_started = "the batch stopped before this item was sent",
+}
+
+-- The error a stopped batch raises: every item's state, in input order.
+function Run:stopped(s)
+  local results, counts = {}, { done = 0, failed = 0, in_flight = 0, not_started = 0 }
+  for i = 1, self.total do
+    local r = self.results[i]
+    local state = r and (r.ok and "done" or "failed") or (self.sent[i] and "in_flight" or "not_started")
+    if not r then r = { ok = false, err = errors.new("aborted", ABORTED[state]) } end
+    r.state = state
+    results[i], counts[state] = r, counts[state] + 1
+  end
+  local why = s.kind == "callback" and ("on_progress raised an error (" .. tostring(s.cause) .. ")")
+      or "interrupted by SIGINT"
+  local message = ("%s; the batch stopped: %d done, %d failed, %d in flight (outcome unknown), %d not started")
+      :format(why, counts.done, counts.failed, counts.in_flight, counts.not_started)
+  return errors.new(s.kind, message, { cause = s.cause, results = results, counts = counts })
+end
+
+-- Re-raise what stopped a run: our own stop as the error object above,
+-- anything else (a bug, misuse) as it was.
+function Run:raise(err)
+  if getmetatable(err) == Stop then err = self:stopped(err) end
+  error(err, 0)
 end
 
 -- The value of a 2xx answer, or its decode error.
@@ -121,9 +186,10 @@ end
 
 -- A failed attempt: settle it and return nil, or return when to try it
 -- again.  A 429 pauses the whole batch until the wait it asked for has
--- passed.
+-- passed.  A transfer a SIGINT ended stops the batch, the item in flight.
 function Run:failed(req, status, body, meta, retryable)
-  local err = response.failure(status, body, meta, req.body)
+  if not status and body == "interrupted" then stop("interrupted") end
+  local err = response.failure(status, body, meta, req.body, self.inst._session)
   err.method, err.path, err.attempts = req.method, self.inst:_path(req.url), req.attempt
   local wait = req.attempt <= self.opts.retries and retry.retryable(err, retryable)
       and retry.delay(req.attempt, err, self.opts)
@@ -187,10 +253,10 @@ function Run:fill()
     if not req then return end
     local slot = free[nfree]
     free[nfree], nfree = nil, nfree - 1
-    req.attempt = req.attempt + 1
+    self:sending(req)
     if self.log then req.started = core.now() end
     slots[slot] = req
-    m:start(slot, req.method, req.url, req.json)
+    m:start(slot, req.method, req.url, req.json, self.opts.retries + 1 - req.attempt)
   end
 end
 
@@ -199,9 +265,10 @@ function Run:finish(slot)
   local req = self.slots[slot]
   self.slots[slot] = nil
   self.free[#self.free + 1] = slot
-  local status, body, meta, retryable = self.multi:result(slot)
+  local status, body, meta, retryable, sent = self.multi:result(slot)
+  req.attempt = req.attempt + retry.requests(status, meta, sent)
   if req.started then -- the installation's `log` option: one line per attempt
-    self.inst:_log_attempt(req.method, req.url, req.attempt, req.started, status, body, meta)
+    self.inst:_log_attempt(req.method, req.url, req.attempt, req.started, status, body, meta, req.body)
   end
   if retry.done(req.method, status, req.attempt) then return self:succeeded(req, status, body, meta) end
   req.at = self:failed(req, status, body, meta, retryable)
@@ -230,7 +297,10 @@ function Run:step()
 end
 
 function Run:concurrent()
-  while self.done < self.total do self:step() end
+  while self.done < self.total do
+    self:step()
+    if core.interrupted() then stop("interrupted") end
+  end
 end
 
 -- The multi path: `session` is the libcurl session to copy settings from.
@@ -242,7 +312,7 @@ function Run:over_multi(session, n)
   self.multi = core.multi(session, n)
   local ok, err = pcall(Run.concurrent, self)
   self.multi:close()
-  if not ok then error(err, 0) end
+  if not ok then self:raise(err) end
 end
 
 -- Light threads (inside nginx) ----------------------------------------------
@@ -261,13 +331,15 @@ end
 -- any pause a 429 (this item's or another's) has set.
 function Run:attempts(req)
   local session, inst = self.inst._session, self.inst
-  for _ = 1, self.opts.retries + 1 do
+  while req.attempt <= self.opts.retries do
     self:wait()
     if self.aborted then return end
-    req.attempt = req.attempt + 1
+    self:sending(req)
     local started = self.log and core.now()
-    local status, body, meta, retryable = session:perform(req.method, req.url, req.json)
-    if started then inst:_log_attempt(req.method, req.url, req.attempt, started, status, body, meta) end
+    local status, body, meta, retryable, sent = session:perform(req.method, req.url, req.json,
+      self.opts.retries + 1 - req.attempt)
+    req.attempt = req.attempt + retry.requests(status, meta, sent)
+    if started then inst:_log_attempt(req.method, req.url, req.attempt, started, status, body, meta, req.body) end
     if self.aborted then return end -- the batch raised while this was in flight
     if retry.done(req.method, status, req.attempt) then return self:succeeded(req, status, body, meta) end
     local at = self:failed(req, status, body, meta, retryable)
@@ -293,7 +365,7 @@ function Run:over_threads(n)
   local threads = {}
   for k = 1, n do threads[k] = ngx.thread.spawn(Run.worker, self) end
   for k = 1, n do ngx.thread.wait(threads[k]) end
-  if self.aborted then error(self.aborted[1], 0) end
+  if self.aborted then self:raise(self.aborted[1]) end
 end
 
 --- Run a batch: `op` is "import", "update" or "delete".
@@ -307,7 +379,7 @@ function M.run(inst, op, items, opts)
     inst = inst, op = op, items = items, total = total, results = {}, done = 0, next = 1,
     opts = inst._opts, answer = require("vercel.marketplace")._OPS[op].answer,
     progress = progress, sleep = inst._sleep, log = inst._log ~= nil and inst._log_attempt ~= nil,
-    waiting = {}, pause_until = 0, slots = {}, free = {}, done_slots = {},
+    waiting = {}, pause_until = 0, slots = {}, free = {}, done_slots = {}, sent = {},
   }, Run)
   if total == 0 then return self.results end
   local how, session = transport.batch_mode(inst._session)

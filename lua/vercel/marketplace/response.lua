@@ -27,7 +27,10 @@ local REASONS = {
 --- Decode a JSON object.  Debian's cjson 2.1.0 gives floats and reads `[]`
 -- as an empty table like `{}`, so the core restores integers (on Lua 5.3+)
 -- and marks empty arrays (`core.array_mt`): a resource read back and sent
--- again keeps them.
+-- again keeps them.  An integer of 2^53 or more, which a double may not hold,
+-- sends the text through once more with such integers kept as text, so every
+-- integer that fits a Lua integer comes back exact (5.3+; past 2^63 it is a
+-- float, and on 5.1 and LuaJIT every number is a double).
 -- @return the table, or nil and why not
 function M.decode_object(body)
   local text, placeholder = core.mark_empty_arrays(body)
@@ -36,14 +39,16 @@ function M.decode_object(body)
     if placeholder then why = select(2, cjson.decode(body)) end -- positions in the caller's text
     return nil, tostring(why)
   end
-  if placeholder then v = core.restore(v) else v = core.integerize(v) end
+  local big
+  if placeholder then v, big = core.restore(v) else v, big = core.integerize(v) end
+  if big then v = core.restore(cjson.decode((core.mark_empty_arrays(body, true)))) end
   if type(v) ~= "table" then return nil, "not a JSON object" end
   return v
 end
 
 --- Tokens shorter than this are not cut out of text (they would match
--- ordinary words); the C session's `MIN_CUT_TOKEN` is the same.
-M.MIN_TOKEN_CUT = 8
+-- ordinary words): the core's `MIN_CUT_TOKEN`.
+M.MIN_TOKEN_CUT = core.MIN_CUT_TOKEN
 
 --- `text` with every occurrence of `what` (plain bytes) replaced by `with`.
 function M.cut(text, what, with)
@@ -59,46 +64,67 @@ function M.cut(text, what, with)
   return table.concat(parts, with)
 end
 
--- Shorter values are too likely to occur in a message by chance.
-local MIN_SECRET = 4
-
 -- The secret values (and per-environment overrides) a request body carried:
--- `secrets` as an array, or an update's `{secrets = array}`.  The body was
--- validated before it was sent, so it is plain data.
-local function secret_values(sent)
-  local list = type(sent) == "table" and sent.secrets
+-- `secrets` as an array, or an update's `{secrets = array}`; nil when none.
+-- The body was validated before it was sent, so it is plain data.
+local function secret_values(request)
+  local list = type(request) == "table" and request.secrets
   if type(list) == "table" and type(list.secrets) == "table" then list = list.secrets end
+  if type(list) ~= "table" or list[1] == nil then return nil end
   local out = {}
-  local function add(v)
-    if type(v) == "string" and #v >= MIN_SECRET then out[#out + 1] = v end
-  end
-  for _, secret in ipairs(type(list) == "table" and list or {}) do
-    add(secret.value)
-    for _, v in pairs(type(secret.environmentOverrides) == "table" and secret.environmentOverrides or {}) do add(v) end
+  for _, secret in ipairs(list) do
+    if type(secret) == "table" then
+      out[#out + 1] = secret.value
+      for _, v in pairs(type(secret.environmentOverrides) == "table" and secret.environmentOverrides or {}) do
+        out[#out + 1] = v
+      end
+    end
   end
   return out
 end
 
--- A string of the server's, fit for an error message: a secret value the
--- request carried and the server echoed is cut out (the token already is,
--- by the transports), and control characters become spaces, so a hostile
--- answer cannot forge lines in a log or drive a terminal.
-local function server_text(v, secrets)
-  if type(v) ~= "string" then return nil end
-  for _, secret in ipairs(secrets) do v = M.cut(v, secret, "[secret]") end
-  return (v:gsub("%c", " "))
+--- `text` fit for an error, a log line or a terminal: the token (of
+-- `session`, a transport session; none when nil) and every secret value
+-- `request` (the body table sent) carried are cut out, longest first, even
+-- where the server echoed them JSON-escaped (this runs on decoded text), and
+-- control characters become spaces, so a hostile answer cannot forge lines
+-- in a log or drive a terminal.
+function M.redact(text, session, request)
+  local secrets = secret_values(request)
+  if session then text = session:redact(text, secrets) else text = core.redact(text, nil, secrets) end
+  return (text:gsub("%c", " "))
 end
 
---- The error object for an answer whose status is not 2xx; `sent` is the
--- request's body (a table), if it had one.
-function M.http_error(status, body, meta, sent)
-  local e = { status = status, request_id = meta.request_id, retry_after = meta.retry_after }
+local MAX_LIMIT_DEPTH = 8
+
+-- A copy of the server's `limit` object with every string redacted (its
+-- keys too): `--json` and callers print it whole.
+local function redacted_copy(v, cut, depth)
+  if type(v) == "string" then return cut(v) end
+  if type(v) ~= "table" then return v end
+  if depth > MAX_LIMIT_DEPTH then return nil end
+  local out = setmetatable({}, getmetatable(v)) -- keeps an empty array marked
+  for k, x in pairs(v) do
+    if type(k) == "string" then k = cut(k) end
+    out[k] = redacted_copy(x, cut, depth + 1)
+  end
+  return out
+end
+
+--- The error object for an answer whose status is not 2xx.  `request` is
+-- the request's body (a table), if it had one, and `session` the transport
+-- session that sent it: every string the error takes from the answer is
+-- redacted with them (`redact`).
+function M.http_error(status, body, meta, request, session)
+  local function cut(v)
+    if type(v) == "string" then return M.redact(v, session, request) end
+  end
+  local e = { status = status, request_id = cut(meta.request_id), retry_after = meta.retry_after }
   local v = M.decode_object(body)
   local api = v and v.error
   if type(api) == "table" then
-    local secrets = secret_values(sent)
-    e.code, e.api_message = server_text(api.code, secrets), server_text(api.message, secrets)
-    e.limit = type(api.limit) == "table" and api.limit or nil
+    e.code, e.api_message = cut(api.code), cut(api.message)
+    e.limit = type(api.limit) == "table" and redacted_copy(api.limit, cut, 1) or nil
   end
   local reason = REASONS[status]
   return errors.new("http", "the API answered " .. status .. (reason and (" " .. reason) or ""), e)
@@ -106,10 +132,10 @@ end
 
 --- The error object for one failed attempt: an error status, or a transport
 -- failure (`status` nil, then `body` is the kind and `meta` the message).
--- `sent`: the request's body table, if any (see `http_error`).
-function M.failure(status, body, meta, sent)
-  if status then return M.http_error(status, body, meta, sent) end
-  return errors.new(body, meta)
+-- `request` and `session` as for `http_error`.
+function M.failure(status, body, meta, request, session)
+  if status then return M.http_error(status, body, meta, request, session) end
+  return errors.new(body, M.redact(meta, session, request))
 end
 
 --- The value of a successful answer: `"object"` answers are decoded JSON

@@ -1,8 +1,9 @@
 --- Which transport carries the requests of an installation.
 --
--- `open(settings)` returns a session, whose `perform(method, url, body)`
--- answers `status, body, meta` or `nil, kind, message, retryable` (see
--- csrc/transport.c), and the `sleep(seconds)` the retry loop waits with.
+-- `open(settings)` returns a session, whose `perform(method, url, body,
+-- limit)` answers `status, body, meta` or `nil, kind, message, retryable,
+-- sent` (see csrc/transport.c) and whose `redact(text, secrets)` cuts its
+-- token out of text, and the `sleep(seconds)` the retry loop waits with.
 --
 -- Outside nginx every request goes through the libcurl session.  Inside
 -- nginx the choice is made per request, from `ngx.get_phase()`: where a
@@ -33,9 +34,14 @@ end
 local Switch = { __name = "vercel.marketplace.transport" }
 Switch.__index = Switch
 
-function Switch:perform(method, url, body)
-  if self.cosocket.yieldable() then return self.nonblocking:perform(method, url, body) end
-  return self.blocking:perform(method, url, body)
+function Switch:perform(method, url, body, limit)
+  if self.cosocket.yieldable() then return self.nonblocking:perform(method, url, body, limit) end
+  return self.blocking:perform(method, url, body, limit)
+end
+
+-- Both sessions hold the same token: the C one cuts it.
+function Switch:redact(text, secrets)
+  return self.blocking:redact(text, secrets)
 end
 
 function Switch:close()
