@@ -481,6 +481,62 @@ describe("emulator", function()
       assert.are.equal(200, (emu:api("GET", path("i"), nil, { Host = "api.vercel.test" })))
     end)
 
+    -- A page on another site may send a POST (text/plain, a form) without a
+    -- CORS preflight, and needs no answer to reset the state or arm a fault.
+    it("refuses changes from a foreign Origin (403) or not sent as JSON (415)", function()
+      emu:api("PUT", path("i", "r"), import_body())
+      local port = tostring(emu.port)
+      local json = "application/json"
+      local changes = { { "POST", "/_emulator/reset" }, { "POST", "/_emulator/faults", '{"status":500}' },
+                        { "DELETE", "/_emulator/requests" },
+                        { "POST", "/_emulator/rate-limit", '{"limit":0,"window":60}' } }
+      local refusals = {
+        { 403, { Origin = "https://evil.example", ["Content-Type"] = "text/plain" } },
+        { 403, { Origin = "https://evil.example", ["Content-Type"] = json } },
+        { 403, { Origin = "null", ["Content-Type"] = json } },
+        { 403, { Origin = "http://127.0.0.1.evil.example:" .. port, ["Content-Type"] = json } },
+        { 403, { Origin = "http://localhost.evil.example", ["Content-Type"] = json } },
+        { 403, { Origin = "file://", ["Content-Type"] = json } },
+        { 415, { ["Content-Type"] = "text/plain" } },
+        { 415, { ["Content-Type"] = "application/x-www-form-urlencoded" } },
+        { 415, { ["Content-Type"] = "multipart/form-data; boundary=x" } },
+        { 415, { ["Content-Type"] = "application/jsonp" } },
+        { 415, { ["Content-Type"] = "" } },                        -- none at all
+        { 415, { Origin = "http://localhost:" .. port, ["Content-Type"] = "text/plain" } },
+      }
+      for _, change in ipairs(changes) do
+        for _, r in ipairs(refusals) do
+          local what = change[1] .. " " .. change[2] .. " " .. cjson.encode(r[2])
+          local status, body, headers = helper.http(change[1], emu.url .. change[2],
+                                                    { headers = r[2], body = change[3] })
+          assert.are.equal(r[1], status, what)
+          assert.matches("^application/json", headers["content-type"], what)
+          local code = r[1] == 403 and "forbidden" or "unsupported_media_type"
+          assert.are.equal(code, cjson.decode(body).error.code, what)
+        end
+      end
+      -- Nothing was reset, armed, cleared or limited.
+      assert.are.equal("URL=postgres://u:p@h/db,PASSWORD=p", secret_names(emu:record("i", "r")))
+      assert.are.equal(0, #select(2, emu:control("GET", "/_emulator/faults")).faults)
+      assert.are.equal(1, #emu:requests())
+      assert.are.equal(200, (emu:api("GET", path("i"))))
+      -- JSON from no page, or from a page on this machine, goes through.
+      for _, h in ipairs({ { ["Content-Type"] = json }, { ["Content-Type"] = "Application/JSON; charset=utf-8" },
+                           { Origin = "http://127.0.0.1:" .. port, ["Content-Type"] = json },
+                           { Origin = "https://localhost", ["Content-Type"] = json },
+                           { Origin = "http://[::1]:" .. port, ["Content-Type"] = json } }) do
+        local what = cjson.encode(h)
+        assert.are.equal(201, (helper.http("POST", emu.url .. "/_emulator/faults",
+                                           { headers = h, body = '{"status":500}' })), what)
+        assert.are.equal(200, (helper.http("DELETE", emu.url .. "/_emulator/faults", { headers = h })), what)
+      end
+      -- A GET changes nothing, and no page elsewhere may read its answer.
+      local status, _, headers = helper.http("GET", emu.url .. "/_emulator/faults",
+                                             { headers = { Origin = "https://evil.example" } })
+      assert.are.equal(200, status)
+      assert.is_nil(headers["access-control-allow-origin"])
+    end)
+
     it("answers 404 and 405 for unknown control routes and methods", function()
       assert.are.equal(404, (emu:control("GET", "/_emulator/nope")))
       assert.are.equal(405, (emu:control("PUT", "/_emulator/faults")))
@@ -616,6 +672,35 @@ describe("emulator", function()
         assert.are.equal("bad_request", body.error.code)
       end
     end)
+
+    -- Lua reports a malformed pattern only when the matcher reaches it, so
+    -- trying it on a sample lets "/%b" through (no sample gets past "/").
+    it("refuses a path pattern that would raise when matched", function()
+      for _, p in ipairs({ "/%b", "/v1/%b(", "/(a", "/a)", "/[a", "/[%]", "/%f", "/%fx", "/(a)%2", "/(a%1)",
+                           "/%0", "/a%", "/x\0y", "/" .. ("(a)"):rep(33) }) do
+        local status, body = emu:control("POST", "/_emulator/faults", { path = p, status = 500 })
+        assert.are.equal(400, status, p)
+        assert.matches("not a valid Lua pattern", body.error.message, 1, true)
+      end
+      for _, p in ipairs({ "/%$", "/[]]", "/[^]]", "/(a)%1", "/()x", "/%b()", "/%f[%w]a", "/a$", "/$x",
+                           "^/a", ".*/db_1$" }) do
+        assert.are.equal(201, (emu:control("POST", "/_emulator/faults", { path = p, status = 500 })), p)
+      end
+    end)
+
+    -- What no check when arming catches: LuaJIT's "pattern too complex",
+    -- raised on a subject long enough to nest 200 deep ("a?" 300 times).
+    it("disarms a fault whose pattern raises when matched, and answers normally", function()
+      fault({ path = "/v1/installations/" .. ("a?"):rep(300) .. "/resources", status = 500, count = 5 })
+      assert.are.equal(200, (emu:api("GET", path("i"))))           -- no match, no raise
+      assert.are.equal(1, #select(2, emu:control("GET", "/_emulator/faults")).faults)
+      local long = path(("a"):rep(300))
+      local status, body = emu:api("GET", long)
+      assert.are.equal(200, status)
+      assert.are.same({}, body.resources)
+      assert.are.equal(0, #select(2, emu:control("GET", "/_emulator/faults")).faults)
+      assert.are.equal(200, (emu:api("GET", long)))
+    end)
   end)
 
   describe("rate limit", function()
@@ -662,6 +747,14 @@ end)
 describe("state file", function()
   local dir
 
+  -- The names in a directory, sorted.
+  local function listing(d)
+    local names = {}
+    for name in helper.capture("ls -A " .. helper.shell_quote(d)):gmatch("[^\n]+") do names[#names + 1] = name end
+    table.sort(names)
+    return names
+  end
+
   before_each(function()
     dir = os.tmpname()
     os.remove(dir)
@@ -696,11 +789,10 @@ describe("state file", function()
     local text = helper.read_file(file)
     emu:stop()
     assert.matches('"resources":%[%]', text)
-    assert.is_nil(helper.read_file(file .. ".tmp"))
+    assert.are.same({ "state.json", "state.json.lock" }, listing(dir))   -- no temporary file left
   end)
 
-  -- The file holds secret values in clear: owner only, whatever the umask,
-  -- and a stale temporary file left world-readable is not reused as is.
+  -- The file holds secret values in clear: owner only, whatever the umask.
   it("writes the file readable by its owner only", function()
     local file = dir .. "/state.json"
     local function mode(f)
@@ -710,7 +802,7 @@ describe("state file", function()
       return m
     end
     os.execute("umask 022; echo '{\"version\":1,\"seq\":0,\"resources\":[]}' > "
-      .. helper.shell_quote(file) .. "; : > " .. helper.shell_quote(file .. ".tmp"))
+      .. helper.shell_quote(file))
     assert.are.equal("644", mode(file))
     local emu = helper.start_emulator({ token = TOKEN, state = file })
     emu:api("PUT", path("i", "r"), import_body())
@@ -720,7 +812,49 @@ describe("state file", function()
     emu:stop()
     assert.are.equal("600", m1)
     assert.are.equal("600", m2)
-    assert.is_nil(helper.read_file(file .. ".tmp"))
+  end)
+
+  -- FILE.tmp may be another writer's (two emulators wrote one FILE.tmp, and
+  -- renamed each other's half-written files): each save has a name of its own.
+  it("saves through a temporary file of its own, never FILE.tmp", function()
+    local file = dir .. "/state.json"
+    helper.write_file(file .. ".tmp", "another writer's")
+    local emu = helper.start_emulator({ token = TOKEN, state = file })
+    emu:api("PUT", path("i", "r"), import_body())
+    emu:api("PUT", path("i", "s"), import_body())
+    emu:stop()
+    assert.are.equal("another writer's", helper.read_file(file .. ".tmp"))
+    assert.are.equal(2, #cjson.decode(helper.read_file(file)).resources)
+    assert.are.same({ "state.json", "state.json.lock", "state.json.tmp" }, listing(dir))
+  end)
+
+  -- A second emulator on one file would overwrite the first one's data. The
+  -- lock is the kernel's (flock): killing every process of the first
+  -- emulator outright, with no chance to clean up, leaves no lock behind.
+  it("refuses a second emulator on the same file; a killed one leaves no lock", function()
+    local file = dir .. "/state.json"
+    local first = helper.start_emulator({ token = TOKEN, state = file })
+    finally(function() first:stop() end)
+    assert.are.equal(200, (first:api("PUT", path("i", "r"), import_body())))
+    local cmd = "timeout 10 " .. helper.shell_quote(helper.emulator_bin) .. " --port 0 --state "
+        .. helper.shell_quote(file) .. " </dev/null 2>&1; echo \"exit $?\""
+    local _, out = helper.popen_run(cmd)
+    assert.matches("in use by another emulator", out, 1, true)
+    local code = tonumber(out:match("exit (%d+)"))
+    assert.is_true(code ~= 0 and code ~= 124, out)     -- 124: timeout ended a running one
+    local nginx = assert(tonumber(helper.capture("ps -o pid= --ppid " .. first.pid):match("%d+")))
+    local prefix = (helper.read_file("/proc/" .. nginx .. "/cmdline") or ""):match("%-p%z([^%z]+)")
+    os.execute("kill -KILL " .. first.pid .. " " .. nginx)
+    for _ = 1, 100 do                                  -- about 5 s
+      if not helper.alive(first.pid) and not helper.alive(nginx) then break end
+      helper.sleep(0.05)
+    end
+    assert.is_false(helper.alive(nginx))
+    if prefix then os.execute("rm -rf " .. helper.shell_quote(prefix)) end
+    local again = helper.start_emulator({ token = TOKEN, state = file })
+    local status = again:api("GET", path("i", "r"))
+    again:stop()
+    assert.are.equal(200, status)
   end)
 
   it("refuses to start on a corrupt file", function()
@@ -873,6 +1007,26 @@ describe("TLS", function()
       assert.are.equal(case.want, log[1].protocol)
     end)
   end
+end)
+
+-- HTTP/2 has no raw socket to write a short answer on (ngx.req.socket(true)
+-- is refused there, and the fault was a 500): the emulator announces the
+-- length, sends half the body, then resets the stream.
+describe("truncate over TLS and HTTP/2", function()
+  local emu = helper.use_emulator({ token = TOKEN, tls = true })
+
+  it("resets the stream mid-body, and the server is fine afterwards", function()
+    assert.are.equal(201, (emu:control("POST", "/_emulator/faults", { action = "truncate" })))
+    local status, err, info = helper.http("GET", emu.url .. path("i"), { headers = AUTH })
+    assert.is_nil(status)
+    assert.are.equal(92, info.curl_exit, err)          -- "HTTP/2 stream 1 was not closed cleanly"
+    assert.matches("INTERNAL_ERROR", err, 1, true)
+    assert.truthy(#info.body > 0)
+    assert.are.equal(200, (emu:api("GET", path("i"))))
+    local log = emu:requests()
+    assert.are.equal(2, #log)
+    assert.are.equal("HTTP/2.0", log[1].protocol)
+  end)
 end)
 
 describe("helper", function()

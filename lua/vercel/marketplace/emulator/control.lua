@@ -1,5 +1,6 @@
 -- The control interface under /_emulator/: no token, JSON in and out, only
--- for requests that name this machine in Host (see loopback_host). Tests
+-- for requests that name this machine in Host (see loopback_host), and for
+-- changes only from this machine's pages, as JSON (refuse_cross_site). Tests
 -- arm faults and the rate limit here, read the request log, and look at
 -- stored records with their secrets.
 local faults = require "vercel.marketplace.emulator.faults"
@@ -95,10 +96,47 @@ local ROUTES = {
 -- checked too: it takes the request line's host over the header's.
 local LOOPBACK = { ["127.0.0.1"] = true, localhost = true, ["[::1]"] = true }
 
+-- "localhost:8787" -> "localhost", "[::1]:8787" -> "[::1]"; no port: as is.
+local function without_port(hostport)
+  return hostport:match("^(.-):%d+$") or hostport
+end
+
 local function loopback_host()
   local given = (ngx.var.http_host or ngx.var.host or ""):lower()
-  local name = given:match("^(.-):%d+$") or given     -- "[::1]:8787" -> "[::1]"
-  return LOOPBACK[name] == true and LOOPBACK[ngx.var.host] == true
+  return LOOPBACK[without_port(given)] == true and LOOPBACK[ngx.var.host] == true
+end
+
+-- A page on another site can POST here without a CORS preflight (a "simple"
+-- request: text/plain, a form) and need not read the answer to reset the
+-- state or arm a fault; the browser names that site in Origin. So a request
+-- that changes anything (every method but GET) must come from no page or
+-- one on this machine, and carry Content-Type: application/json, which no
+-- page can send cross-site without a preflight, and we answer no preflight.
+-- A repeated header arrives as a table: refused, whatever its values.
+local function foreign_origin(origin)
+  if origin == nil then return false end
+  if type(origin) ~= "string" then return true end
+  local host = origin:lower():match("^https?://([^/]+)$")
+  return not (host and LOOPBACK[without_port(host)])
+end
+
+local function json_content_type(value)
+  if type(value) ~= "string" then return false end
+  return value:lower():match("^%s*([^;%s]+)") == "application/json"
+end
+
+-- nil when the request may go on; else the refusal, already sent.
+local function refuse_cross_site(method)
+  if method == "GET" then return nil end
+  local headers = ngx.req.get_headers(200)
+  if foreign_origin(headers.origin) then
+    return reply.error(403, "forbidden", "Control requests other than GET are refused from a"
+                       .. " foreign Origin (only http(s)://127.0.0.1, localhost or [::1])")
+  end
+  if not json_content_type(headers["content-type"]) then
+    return reply.error(415, "unsupported_media_type",
+                       "Control requests other than GET need Content-Type: application/json")
+  end
 end
 
 -- handle(req): segs[1] is "_emulator"; segs[2] names the endpoint.
@@ -107,6 +145,7 @@ function M.handle(req)
     return reply.error(403, "forbidden",
                        "Control requests need Host 127.0.0.1, localhost or [::1] (with any port)")
   end
+  if refuse_cross_site(req.method) then return end
   local segs = req.segs
   local routes = ROUTES[segs[2] or ""]
   local extra = segs[2] == "resources" and 4 or 2   -- resources/{icfg}/{rid}

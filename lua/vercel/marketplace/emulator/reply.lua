@@ -22,6 +22,7 @@ local CODES = {
   [409] = { "conflict", "Conflict" },
   [410] = { "gone", "Installation not found" },
   [413] = { "payload_too_large", "Request body too large" },
+  [415] = { "unsupported_media_type", "Unsupported media type" },
   [422] = { "unprocessable_entity", "Unprocessable entity" },
   [429] = { "rate_limited", "Rate limit exceeded" },
   [500] = { "internal_server_error", "An unexpected internal error occurred" },

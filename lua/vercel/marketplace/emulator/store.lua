@@ -1,6 +1,7 @@
 -- The emulator's resources. One nginx worker, so a module table is the whole
 -- database; with --state FILE it is also written to disk after every change
--- (write a temporary file, then rename, so a crash never leaves half a file).
+-- (write a temporary file, then rename, so a crash never leaves half a file;
+-- bin/vercel-marketplace-emulator makes sure no other emulator writes it).
 -- The file holds secret values in clear, so it is created owner-only (0600).
 local json = require "vercel.marketplace.emulator.json"
 
@@ -40,16 +41,36 @@ local function create_private(name)
   return f, err
 end
 
+-- A temporary name of our own for each save: a name shared with another
+-- writer (FILE.tmp) lets one rename the other's half-written file, or fail.
+local saves = 0
+local function temp_name()
+  saves = saves + 1
+  return string.format("%s.tmp.%d.%d", state_file, ngx.worker.pid(), saves)
+end
+
+-- Raises when the file cannot be written (the request answers 500), and
+-- leaves no temporary file behind.
 local function save()
   if not state_file then return end
   local list = {}
   for i, k in ipairs(db.order) do list[i] = db.records[k] end
   local text = json.encode({ version = 1, seq = db.seq, resources = json.array(list) })
-  local tmp = state_file .. ".tmp"
-  local f = assert(create_private(tmp))
-  assert(f:write(text, "\n"))
-  assert(f:close())
-  assert(os.rename(tmp, state_file))
+  local tmp = temp_name()
+  local f, err = create_private(tmp)
+  if f then
+    local wrote, werr = f:write(text, "\n")
+    local closed, cerr = f:close()
+    err = (not wrote and werr) or (not closed and cerr) or nil
+  end
+  if not err then
+    local renamed, rerr = os.rename(tmp, state_file)
+    err = not renamed and rerr or nil
+  end
+  if err then
+    os.remove(tmp)
+    error("cannot save the state file: " .. tostring(err), 0)
+  end
 end
 
 -- load(path): read the state file (a missing file is an empty store). Raises
