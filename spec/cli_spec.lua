@@ -32,6 +32,45 @@ local function run(args, opts)
   return code, stdout, stderr
 end
 
+-- start(args, opts) -> job: the command in the background, with SIGINT
+-- at its default as a terminal's foreground job has it (sh starts its
+-- background jobs with SIGINT ignored); opts.feed: a shell command whose
+-- output is its standard input.  job:interrupt() sends SIGINT and
+-- waits for the end (KILL after 5 s): code, stdout, stderr, and the seconds
+-- from the signal to the end.
+local function start(args, opts)
+  opts = opts or {}
+  local out, err, pidf, codef = os.tmpname(), os.tmpname(), os.tmpname(), os.tmpname()
+  local vars = {}
+  for k, v in pairs(opts.env or {}) do vars[#vars + 1] = k .. "=" .. q(v) end
+  local words = {}
+  for i, a in ipairs(args) do words[i] = q(a) end
+  local job = (opts.feed and ("( " .. opts.feed .. " ) | ") or "") .. "env -u VERCEL_TOKEN -u VERCEL_API_URL -u VERCEL_INSTALLATION_ID " .. table.concat(vars, " ")
+      .. " env --default-signal=INT " .. q(LUA) .. " " .. q(BIN) .. " " .. table.concat(words, " ")
+      .. (opts.feed and "" or " </dev/null") .. " >" .. q(out) .. " 2>" .. q(err) .. " & echo $! >" .. q(pidf) .. "; wait $!; echo $? >" .. q(codef)
+  os.execute("sh -c " .. q(job) .. " >/dev/null 2>&1 &")
+  local pid
+  for _ = 1, 100 do
+    pid = tonumber(helper.read_file(pidf) or "")
+    if pid then break end
+    helper.sleep(0.05)
+  end
+  assert(pid, "the command did not start")
+  return { pid = pid, interrupt = function()
+    local ms = helper.capture(("kill -INT %d; s=$(date +%%s%%N); i=0; while [ ! -s %s ] && [ $i -lt 250 ]; do"
+      .. " sleep 0.02; i=$((i+1)); done; e=$(date +%%s%%N); [ -s %s ] || kill -KILL %d; echo $(( (e - s) / 1000000 ))")
+      :format(pid, q(codef), q(codef), pid))
+    for _ = 1, 20 do
+      if (helper.read_file(codef) or "") ~= "" then break end
+      helper.sleep(0.05)
+    end
+    local code = tonumber(helper.read_file(codef) or "")
+    local stdout, stderr = helper.read_file(out), helper.read_file(err)
+    for _, f in ipairs({ out, err, pidf, codef }) do os.remove(f) end
+    return code, stdout, stderr, tonumber(ms) / 1000
+  end }
+end
+
 local function body(i)
   return { id = ("res_%02d"):format(i), productId = "postgres", name = "db-" .. i, status = "ready",
     metadata = { n = i } }
@@ -323,7 +362,7 @@ describe("vercel-marketplace (command line)", function()
     it("usage errors exit 2", function()
       for _, args in ipairs({ {}, { "frobnicate" }, { "get" }, { "get", "a", "b" }, { "list", "--prune" },
         { "sync", "x.json", "--concurrency", "0" }, { "validate", "secrets", "x" }, { "list", "--bogus" },
-        { "list", "--token" } }) do
+        { "list", "--token" }, { "list", "--base-url", "ftp://nowhere" } }) do
         local code, out, err = run(args, { env = env })
         assert.equals(2, code, table.concat(args, " "))
         assert.equals("", out)
@@ -428,6 +467,103 @@ describe("vercel-marketplace (command line)", function()
     end)
   end)
 
+  describe("secrets in output", function()
+    -- `short` is a prefix of `long`: cut shortest first, long's tail would show.
+    local long, short, preview = "pg-password-0123456789", "pg-password", "preview-only-value"
+
+    local function echoing(path, count)
+      emu:control("POST", "/_emulator/faults", { method = "PUT", path = path, status = 400, count = count,
+        error = { code = "bad_request", message = "no", limit = { echo = long, also = { short, "x" .. long, preview } } } })
+    end
+
+    local function assert_cut(limit, text)
+      assert.same({ echo = "[secret]", also = { "[secret]", "x[secret]", "[secret]" } }, limit)
+      for _, s in ipairs({ short, "0123456789", preview }) do assert.is_nil(text:find(s, 1, true), text) end
+    end
+
+    it("--json never prints a secret of the file, echoed in error.limit", function()
+      echoing(".*/res_01.*", 2)
+      local list = { { name = "B", value = short, environmentOverrides = { preview = preview } },
+        { name = "A", value = long } }
+      local code, out, err = run({ "secrets", "res_01", file(list), "--json" }, { env = env })
+      assert.equals(1, code, err)
+      assert_cut(cjson.decode(out).error.limit, out .. err)
+      local b = body(1)
+      b.id, b.secrets = nil, list
+      code, out, err = run({ "import", "res_01", file(b), "--json" }, { env = env })
+      assert.equals(1, code, err)
+      assert_cut(cjson.decode(out).error.limit, out .. err)
+      -- res_02's answer echoes res_01's secrets: the client cuts what its
+      -- request carried, the command every secret of the file.
+      echoing(".*/res_02", 1)
+      b.id = "res_01"
+      code, out, err = run({ "sync", file({ b, body(2) }), "--json" }, { env = env })
+      assert.equals(1, code, err)
+      local v = cjson.decode(out)
+      assert.same({ "res_01" }, v.imports)
+      assert_cut(v.failures[1].error.limit, out .. err)
+    end)
+
+    it("MARKETPLACE_DEBUG=1 log lines are scrubbed like every other line", function()
+      local other = "other-token-from-the-environment"
+      emu:control("POST", "/_emulator/faults", { method = "GET", status = 404,
+        headers = { ["x-vercel-id"] = "iad1::" .. TOKEN .. "::" .. other } })
+      local code, out, err = run({ "get", "res_01", "--token", TOKEN }, { env = { VERCEL_API_URL = emu.url,
+        VERCEL_TOKEN = other, VERCEL_INSTALLATION_ID = ICFG, MARKETPLACE_DEBUG = "1" } })
+      assert.equals(1, code, err)
+      assert.truthy(err:find("vercel.marketplace: GET /v1/installations/icfg_cli/resources/res_01 -> 404", 1, true), err)
+      for _, s in ipairs({ TOKEN, other }) do assert.is_nil((out .. err):find(s, 1, true), out .. err) end
+    end)
+  end)
+
+  describe("internal errors", function()
+    it("a list answer of the wrong shape is a decode error, exit 1, not usage", function()
+      for _, text in ipairs({ '{"resources":[1,2]}', '{"resources":{"a":{}}}' }) do
+        emu:control("POST", "/_emulator/faults", { method = "GET", status = 200, body = text, count = 2 })
+        local code, out, err = run({ "list", "--json" }, { env = env })
+        assert.equals(1, code, err)
+        assert.equals("decode", cjson.decode(out).error.kind, out)
+        assert.is_nil(err:find("--help", 1, true), err)
+        code, out, err = run({ "sync", file(bodies(1, 1)), "--prune" }, { env = env })
+        assert.equals(1, code, err)
+        assert.truthy(err:find("listing resources to prune: decode error", 1, true), err)
+        assert.equals(0, writes(emu:requests()))
+      end
+    end)
+
+    it("a directory as FILE is a usage error that names it", function()
+      local dir = helper.root .. "/spec"
+      for _, args in ipairs({ { "import", "res_01", dir }, { "sync", dir }, { "validate", "update", dir },
+        { "secrets", "res_01", dir, "--json" } }) do
+        local code, out, err = run(args, { env = env })
+        assert.equals(2, code, table.concat(args, " "))
+        assert.truthy(err:find("cannot read " .. dir .. ": Is a directory\n", 1, true), err)
+        if args[4] then assert.equals("usage", cjson.decode(out).error.kind) end
+      end
+      assert.equals(0, #emu:requests())
+    end)
+
+    it("an error raised inside is internal: exit 1, never a usage error", function()
+      local cli = require "vercel.marketplace.cli"
+      local real = require "vercel.marketplace"
+      local client = setmetatable({ installation = function(...)
+        local inst = real.installation(...)
+        return setmetatable({ get = function() error("boom in get") end }, { __index = inst })
+      end }, { __index = real })
+      local out, err = { text = "" }, { text = "" }
+      local function write(self, s) self.text = self.text .. s end
+      out.write, err.write = write, write
+      local code = cli.main({ "get", "res_01", "--json" }, { stdout = out, stderr = err, marketplace = client,
+        getenv = function(name) return env[name] end, trap_interrupt = false })
+      assert.equals(1, code)
+      local e = cjson.decode(out.text).error
+      assert.equals("internal", e.kind)
+      assert.truthy(e.message:find("boom in get", 1, true), e.message)
+      assert.is_nil(err.text:find("--help", 1, true), err.text)
+      assert.is_nil(err.text:find("nothing was sent", 1, true), err.text)
+    end)
+  end)
+
   describe("terminal output", function()
     local EVIL = "db\27[2J\r\nres_fake  ready  \7x\127\194\155"
 
@@ -468,6 +604,99 @@ describe("vercel-marketplace (command line)", function()
       assert.equals("", out)
       tame(err)
       assert.equals(1, select(2, err:gsub("\n", "")), err)
+    end)
+  end)
+
+  describe("Ctrl-C (SIGINT)", function()
+    -- Wait (at most 10 s) until the emulator has seen `n` `method` requests.
+    local function await_requests(method, n)
+      for _ = 1, 200 do
+        local k = 0
+        for _, r in ipairs(emu:requests()) do if r.method == method then k = k + 1 end end
+        if k >= n then return end
+        helper.sleep(0.05)
+      end
+      error(("the emulator saw fewer than %d %s requests"):format(n, method))
+    end
+
+    -- res_01 and res_02 are imported at once; res_03 to res_09 hang 20 s.
+    local SLOW = { method = "PUT", path = ".*/res_0[3-9]", delay = 20, count = 100 }
+
+    -- Interrupt a sync of res_01..09 (two at a time) once res_03 and res_04 hang.
+    local function interrupted_sync(args)
+      emu:control("POST", "/_emulator/faults", SLOW)
+      local job = start(args, { env = env })
+      await_requests("PUT", 4)
+      helper.sleep(0.2)
+      return job.interrupt()
+    end
+
+    it("ends a sync within a second: exit 130 and what became of every item", function()
+      local code, out, err, took = interrupted_sync({ "sync", file(bodies(1, 9)), "--concurrency", "2" })
+      assert.equals(130, code, err)
+      assert.is_true(took < 1.5, "ended " .. took .. " s after SIGINT")
+      local lines = { "interrupted: imported 2, deleted 0, failed 0, in flight (outcome unknown) 2, not started 5",
+        "  done: import res_01", "  done: import res_02",
+        "  in flight (outcome unknown): import res_03", "  in flight (outcome unknown): import res_04" }
+      for i = 5, 9 do lines[#lines + 1] = "  not started: import res_0" .. i end
+      assert.equals(table.concat(lines, "\n") .. "\n", out)
+      assert.truthy(err:find("^vercel%-marketplace: sync: interrupted error"), err)
+      assert.is_nil(err:find("--help", 1, true), err)
+      assert.equals(4, writes(emu:requests()))      -- nothing started after the signal
+    end)
+
+    it("--json: kind interrupted, counts, and every item's state, deletes too", function()
+      seed({ body(50) })
+      local code, out, err, took = interrupted_sync({ "--json", "sync", file(bodies(1, 9)), "--prune",
+        "--concurrency", "2" })
+      assert.equals(130, code, err)
+      assert.is_true(took < 1.5, "ended " .. took .. " s after SIGINT")
+      local v = cjson.decode(out)
+      assert.same({ false, "interrupted", 2, 0, 0, 2, 6 },
+        { v.ok, v.error.kind, v.imported, v.deleted, v.failed, v.in_flight, v.not_started })
+      assert.same({ "res_01", "res_02" }, v.imports)
+      local states = {}
+      for i, x in ipairs(v.items) do states[i] = x.op .. " " .. x.id .. " " .. x.state end
+      assert.same({ "import res_01 done", "import res_02 done", "import res_03 in_flight",
+        "import res_04 in_flight", "import res_05 not_started", "import res_06 not_started",
+        "import res_07 not_started", "import res_08 not_started", "import res_09 not_started",
+        "delete res_50 not_started" }, states)
+    end)
+
+    it("ends a single call during its transfer: exit 130, kind interrupted", function()
+      emu:control("POST", "/_emulator/faults", { method = "GET", delay = 20 })
+      local job = start({ "get", "res_01", "--json" }, { env = env })
+      await_requests("GET", 1)
+      helper.sleep(0.2)
+      local code, out, err, took = job.interrupt()
+      assert.equals(130, code, err)
+      assert.is_true(took < 1.5, "ended " .. took .. " s after SIGINT")
+      assert.equals("interrupted", cjson.decode(out).error.kind)
+      assert.is_nil(err:find("--help", 1, true), err)
+    end)
+
+    it("before the first request: exit 130, kind interrupted, nothing sent", function()
+      -- The interpreter's own handler stops the Lua code once the read ends.
+      local job = start({ "sync", "-", "--json" }, { env = env, feed = "sleep 1; echo '[]'" })
+      helper.sleep(0.3)
+      local code, out, err = job.interrupt()
+      assert.equals(130, code, err)
+      local e = cjson.decode(out).error
+      assert.same({ "interrupted", "interrupted (SIGINT) before any request; nothing was sent" }, { e.kind, e.message })
+      assert.equals(0, #emu:requests())
+    end)
+
+    it("ends a wait for a 20 s Retry-After, sending nothing more", function()
+      emu:control("POST", "/_emulator/faults", { method = "DELETE", status = 503, retry_after = 20 })
+      local job = start({ "delete", "res_01" }, { env = env })
+      await_requests("DELETE", 1)
+      helper.sleep(0.3)
+      local code, out, err, took = job.interrupt()
+      assert.equals(130, code, err)
+      assert.is_true(took < 1.5, "ended " .. took .. " s after SIGINT")
+      assert.equals("", out)
+      assert.truthy(err:find("interrupted", 1, true), err)
+      assert.equals(1, writes(emu:requests()))
     end)
   end)
 

@@ -4,17 +4,21 @@
 --    os.exit(cli.main(arg))
 --
 -- `main(args, env)` parses `args`, runs one command and returns the exit
--- code: 0 done, 1 an API or network failure (any item of a batch failed), 2 a
--- usage or validation error (then nothing was sent).  `env` replaces the
--- process's streams and environment, all optional: `stdin`, `stdout`,
--- `stderr` (anything with `:write`/`:read`), `getenv(name)`, `isatty` (is
--- stderr a terminal: a boolean, default `test -t 2`) and `marketplace` (the
--- client module).
+-- code: 0 done, 1 an API or network failure (any item of a batch failed) or
+-- an internal error, 2 a usage or validation error (then nothing was sent),
+-- 130 interrupted by SIGINT.  `env` replaces the process's streams and
+-- environment, all optional: `stdin`, `stdout`, `stderr` (anything with
+-- `:write`/`:read`), `getenv(name)`, `isatty` (is stderr a terminal: a
+-- boolean, default `test -t 2`), `marketplace` (the client module) and
+-- `trap_interrupt` (default true: before its first request the command takes
+-- SIGINT over with `core.trap_interrupt`; false leaves the process's
+-- handling alone, for a caller that is not the command).
 --
 -- The token (`--token` or `VERCEL_TOKEN`) is never printed: no message
 -- quotes an argument the user typed but a FILE (a misplaced token could be
--- any of them), and as a second guard every line written is scrubbed of
--- whatever may be a token, as is and as JSON or the terminal would show it.
+-- any of them), and as a second guard every line written (the debug log
+-- too) is scrubbed of whatever may be a token and of the secret values the
+-- files carry, as is and as JSON or the terminal would show them.
 -- Strings from the server are shown with their control characters escaped.
 -- @module vercel.marketplace.cli
 local core = require "vercel.marketplace.core"
@@ -23,8 +27,9 @@ local response = require "vercel.marketplace.response"
 
 local M = {}
 
-local OK, FAILED, USAGE = 0, 1, 2
-M.EXIT = { ok = OK, failed = FAILED, usage = USAGE }
+-- 130: killed by SIGINT, as a shell reports it (128 + 2).
+local OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
+M.EXIT = { ok = OK, failed = FAILED, usage = USAGE, interrupted = INTERRUPTED }
 
 local PROG = "vercel-marketplace"
 local batch_limits = require "vercel.marketplace.batch"
@@ -44,8 +49,9 @@ Global options (before or after the command):
                      {"ok": false, "error": {...}}
   -h, --help         help for the command
 
-Exit codes: 0 done, 1 an API or network failure (any item failed),
-2 a usage or validation error (then nothing was sent).
+Exit codes: 0 done, 1 an API or network failure (any item failed) or an
+internal error, 2 a usage or validation error (then nothing was sent),
+130 interrupted (Ctrl-C: what became of each item is printed).
 FILE may be `-` for standard input.]]
 
 -- Every command: its arguments, the options it takes beyond the global
@@ -96,6 +102,8 @@ invalid the whole file is refused, every problem listed, nothing sent (exit 2).
                    (with --prune the resources are listed)
   --concurrency N  requests in flight at once (1-%d; default: %d)
 Prints what changed: imported N, deleted M, failed K, and each failure.
+Interrupted (Ctrl-C, exit 130), it prints what became of every item: done,
+failed, in flight (outcome unknown) or not started; running it again is safe.
 A progress bar is drawn on stderr when it is a terminal.]]):format(MAX_CONCURRENCY, batch_limits.DEFAULT_CONCURRENCY) },
   help = { args = {}, optional = { "COMMAND" }, api = false, summary = "help for a command",
     help = "Print help for COMMAND, or the list of commands." },
@@ -159,8 +167,9 @@ local function tame(s)
 end
 
 -- Shorter strings are too likely to occur by chance to be scrubbed; they
--- rely on messages never quoting an argument.
-local MIN_SCRUB = response.MIN_TOKEN_CUT
+-- rely on messages never quoting an argument.  The same minimums as the
+-- library's (`core.redact`: tokens under 8 bytes, secrets under 4 uncut).
+local MIN_SCRUB, MIN_SECRET = response.MIN_TOKEN_CUT, 4
 
 -- Whatever may be a token: VERCEL_TOKEN, and whatever follows a literal
 -- `--token` or is glued to it (`--token=T`, `--tokenT`), even where the
@@ -174,26 +183,70 @@ local function tokens_of(args, getenv)
   return list
 end
 
--- A token as it may be written: as is, inside a JSON string (`"` becomes
--- `\"`), and as `shown` prints it.
-local function forms(token)
-  local encoded = core.encode_value(token)
-  return { token, encoded and encoded:sub(2, -2), shown(token) }
-end
-
-local function scrubber(tokens)
-  local written = {}
-  for _, t in ipairs(tokens) do
-    if type(t) == "string" and #t >= MIN_SCRUB then
-      for _, f in pairs(forms(t)) do written[#written + 1] = f end
+-- The secret values (and per-environment overrides) of a secrets array, or
+-- of an update's `{secrets = array}`, added to `out`.
+local function secret_values(list, out)
+  if type(list) == "table" and type(list.secrets) == "table" then list = list.secrets end
+  for _, secret in ipairs(type(list) == "table" and list or {}) do
+    if type(secret) == "table" then
+      out[#out + 1] = secret.value
+      local env = type(secret.environmentOverrides) == "table" and secret.environmentOverrides or {}
+      for _, v in pairs(env) do out[#out + 1] = v end
     end
   end
-  -- Longest first: a token holding another is cut whole.
-  table.sort(written, function(a, b) return #a > #b end)
-  return function(s)
-    for _, w in ipairs(written) do s = response.cut(s, w, "***") end
-    return s
+  return out
+end
+
+-- A value as it may be written: as is, inside a JSON string (`"` becomes
+-- `\"`), and as `shown` prints it.
+local function forms(value)
+  local encoded = core.encode_value(value)
+  return { value, encoded and encoded:sub(2, -2), shown(value) }
+end
+
+-- What is cut from every line written: `:add(values, min, mark)` adds the
+-- strings of `values` at least `min` bytes long (in each of their forms),
+-- `:cut(s)` replaces them by `mark`.  A sync file may carry thousands of
+-- secrets, so the forms are filed by their first PREFIX bytes and a line is
+-- searched only for those whose start it holds: one pass per line, not one
+-- per value (SIGINT's report of every item must be written within a second).
+local PREFIX = MIN_SECRET -- no value cut is shorter
+local Scrubber = {}
+Scrubber.__index = Scrubber
+
+local function scrubber(tokens)
+  return setmetatable({ index = {}, mark = {} }, Scrubber):add(tokens, MIN_SCRUB, "[token]")
+end
+
+function Scrubber:add(values, min, mark)
+  for _, v in ipairs(values) do
+    if type(v) == "string" and #v >= min then
+      for _, f in pairs(forms(v)) do
+        local key = f:sub(1, PREFIX)
+        self.index[key] = self.index[key] or {}
+        if not self.mark[f] then table.insert(self.index[key], f) end
+        self.mark[f] = self.mark[f] or mark
+      end
+    end
   end
+  return self
+end
+
+function Scrubber:cut(s)
+  if next(self.index) == nil then return s end
+  local found, seen = {}, {}
+  for i = 1, #s - PREFIX + 1 do
+    local key = s:sub(i, i + PREFIX - 1)
+    if self.index[key] and not seen[key] then
+      seen[key] = true
+      for _, f in ipairs(self.index[key]) do found[#found + 1] = f end
+    end
+  end
+  -- Longest first: a value holding another (a secret that is a prefix of
+  -- another, say) is cut whole, its tail not left behind.
+  table.sort(found, function(a, b) return #a > #b end)
+  for _, f in ipairs(found) do s = response.cut(s, f, self.mark[f]) end
+  return s
 end
 
 local Ctx = {}
@@ -201,10 +254,16 @@ Ctx.__index = Ctx
 
 -- JSON output is escaped by the encoder: only human output is tamed.
 function Ctx:out(s)
-  s = self.scrub(s)
+  s = self.scrub:cut(s)
   self.stdout:write(self.json and s or tame(s))
 end
-function Ctx:err(s) self.stderr:write(tame(self.scrub(s))) end
+function Ctx:err(s) self.stderr:write(tame(self.scrub:cut(s))) end
+
+-- Secret values read from a file (`secret_values`): cut from every line
+-- written from now on (an error's `limit` may echo them).
+function Ctx:hide(values)
+  self.scrub:add(values, MIN_SECRET, "[secret]")
+end
 
 -- A resource's fields without its methods: the encoder refuses a table
 -- whose metatable has __index (it could hide contents).
@@ -248,13 +307,18 @@ local function json_error(e)
   return json_object(fields)
 end
 
--- Report a failure: the error on stderr, and in --json mode on stdout.
+-- Report a failure: the error on stderr (after `what` failed, if given),
+-- and in --json mode on stdout.
 function Ctx:fail(code, what, e)
-  self:err(PROG .. ": " .. shown(what .. ": " .. tostring(e)) .. "\n")
+  self:err(PROG .. ": " .. shown((what and (what .. ": ") or "") .. tostring(e)) .. "\n")
   if self.json then
     self:out(json_object({ { "ok", "false" }, { "error", json_error(e) } }) .. "\n")
   end
   return code
+end
+
+local function interruption(message)
+  return errors.new("interrupted", message or "interrupted (SIGINT)")
 end
 
 -- Success in --json mode: `{"ok": true, ...fields}`; else the human line.
@@ -374,17 +438,21 @@ end
 
 -- Files ---------------------------------------------------------------------
 
--- The raw text of FILE (`-`: standard input).
+local function label(file) return file == "-" and "standard input" or file end
+
+-- The raw text of FILE (`-`: standard input).  A directory opens but does
+-- not read: every failure is a usage error that names the file.
 function Ctx:read(file)
-  if file == "-" then return self.stdin:read("*a") or "" end
-  local f, why = io.open(file, "rb")
-  if not f then usage_error("cannot read %s", (why or file)) end
-  local s = f:read("*a")
-  f:close()
+  local f, why = self.stdin, nil
+  if file ~= "-" then f, why = io.open(file, "rb") end
+  if not f then usage_error("cannot read %s", why or file) end
+  local s, err = f:read("*a")
+  if f ~= self.stdin then f:close() end
+  if type(s) ~= "string" then
+    usage_error("cannot read %s: %s", label(file), tostring(err or "read failed"))
+  end
   return s
 end
-
-local function label(file) return file == "-" and "standard input" or file end
 
 -- FILE decoded: a JSON object or array (a table), and whether it is an array.
 function Ctx:read_json(file)
@@ -459,6 +527,7 @@ end
 -- Validate one body, or refuse the file.
 function Ctx:body(kind, file)
   local body = self:read_json(file)
+  self:hide(secret_values(body.secrets, {}))
   local ok, err = self.marketplace.validate(kind, body)
   if ok then return body end
   local problems = {}
@@ -475,9 +544,22 @@ function Ctx:installation(s)
   if token == nil or token == "" then usage_error("no token: set VERCEL_TOKEN or pass --token") end
   local base = s["base-url"] or self.getenv("VERCEL_API_URL")
   if base == "" then base = nil end
-  local inst = self.marketplace.installation(id, { token = token, base_url = base })
+  local okp, inst = pcall(self.marketplace.installation, id, { token = token, base_url = base, log = self:logger() })
+  -- The client refusing its settings (a bad --base-url) is a usage error.
+  if not okp then usage_error("%s", (tostring(inst):gsub("^[^\n]-:%d+: ", ""))) end
   self.inst = inst
+  -- From the first request on, Ctrl-C ends the transfer or the wait under
+  -- way (as an `interrupted` failure) and the command reports what it did.
+  -- Before it the interpreter's own handler stops the Lua code: nothing sent.
+  if self.trap then core.trap_interrupt() end
   return inst
+end
+
+-- With MARKETPLACE_DEBUG=1, the client's log lines (one per attempt), cut
+-- like every other line; nil leaves the client's default (none, then).
+function Ctx:logger()
+  if self.getenv("MARKETPLACE_DEBUG") ~= "1" then return nil end
+  return function(line) self:err(line .. "\n") end
 end
 
 -- Progress on stderr, when it is a terminal: one bar per phase, redrawn
@@ -487,6 +569,7 @@ function Ctx:progress(phase)
   local width, last = 30, nil
   return function(done, total)
     local pct = total > 0 and math.floor(100 * done / total) or 100
+    self.mid_bar = done < total
     if pct == last and done < total then return end
     last = pct
     local fill = math.floor(width * pct / 100)
@@ -500,7 +583,8 @@ end
 local run = {}
 
 -- A validation error means nothing was sent: a usage error, exit code 2.
-local function exit_for(err) return err.kind == "validation" and USAGE or FAILED end
+local EXIT_FOR = { validation = USAGE, interrupted = INTERRUPTED }
+local function exit_for(err) return EXIT_FOR[err.kind] or FAILED end
 
 local function result_line(verb, id, e) return verb .. " " .. shown(id) .. (e and (": " .. shown(e)) or "") end
 
@@ -540,9 +624,26 @@ function run.get(ctx, s, pos)
   return ctx:done({ { "resource", json(r) } }, resource_lines(r))
 end
 
+-- The installation's resources, or nil and an error: an answer whose
+-- `resources` is not an array of objects is a `decode` error, not a value
+-- to index.
+local function resources(inst)
+  local list, err = inst:list()
+  if not list then return nil, err end
+  local n = #list
+  for k, r in pairs(list) do
+    local why = (type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0) and "got a JSON object"
+        or type(r) ~= "table" and ("item %d is a %s"):format(k, type(r))
+    if why then
+      return nil, errors.new("decode", "the list of resources: expected an array of objects, " .. why)
+    end
+  end
+  return list
+end
+
 function run.list(ctx, s)
-  local list, err = ctx:installation(s):list()
-  if not list then return ctx:fail(FAILED, "list", err) end
+  local list, err = resources(ctx:installation(s))
+  if not list then return ctx:fail(exit_for(err), "list", err) end
   local lines = {}
   for i, r in ipairs(list) do
     lines[i] = ("%-24s %-12s %s"):format(shown(r.partnerId), shown(r.status), shown(r.name))
@@ -560,6 +661,7 @@ end
 function run.secrets(ctx, s, pos)
   local list, is_array = ctx:read_json(pos[2])
   if not is_array then usage_error("%s: expected a JSON array of secrets", label(pos[2])) end
+  ctx:hide(secret_values(list, {}))
   local partial = s.partial == true
   local ok, verr = ctx.marketplace.validate("secrets", { secrets = list, partial = partial })
   if not ok then
@@ -590,7 +692,7 @@ end
 
 -- The ids of the installation's resources that are not in `keep`.
 local function to_prune(inst, keep)
-  local list, err = inst:list()
+  local list, err = resources(inst)
   if not list then return nil, err end
   local ids = {}
   for _, r in ipairs(list) do
@@ -600,79 +702,147 @@ local function to_prune(inst, keep)
   return ids
 end
 
--- Run a batch; the ids that succeeded and the failures `{op, id, err}`.
-local function batch(ctx, inst, op, items, n)
+-- What became of an item, in the words the report uses.
+local STATES = { done = "done", failed = "failed", in_flight = "in flight (outcome unknown)",
+  not_started = "not started" }
+
+-- Run a batch, adding each item's outcome `{op, id, state, err}` to `ops`;
+-- the error that stopped it early (SIGINT: kind "interrupted"), if any.  A
+-- batch that stops early raises an error object holding every item's result.
+local function batch(ctx, inst, op, items, n, ops)
   local method = op == "import" and "import_many" or "delete_many"
-  local results = inst[method](inst, items, { concurrency = n, on_progress = ctx:progress(op) })
-  local done, failures = {}, {}
-  for i, r in ipairs(results) do
-    if r.ok then done[#done + 1] = items[i].id
-    else failures[#failures + 1] = { op = op, id = items[i].id, err = r.err } end
+  local ok, results = pcall(inst[method], inst, items, { concurrency = n, on_progress = ctx:progress(op) })
+  local stop
+  if not ok then
+    if not (errors.is(results) and type(results.results) == "table") then error(results, 0) end
+    stop, results = results, results.results
   end
-  return done, failures
+  for i, r in ipairs(results) do
+    ops[#ops + 1] = { op = op, id = items[i].id, state = r.state or (r.ok and "done" or "failed"), err = r.err }
+  end
+  return stop
 end
 
-function Ctx:sync_report(dry, imported, deleted, failures)
-  if self.json then
-    local function failure(x)
-      return json_object({ { "op", json(x.op) }, { "id", json(x.id) }, { "error", json_error(x.err) } })
+local function not_started(ops, op, items)
+  for _, it in ipairs(items) do ops[#ops + 1] = { op = op, id = it.id, state = "not_started" } end
+end
+
+-- The ids imported and deleted, the failures, and how many items are in
+-- each state.
+local function tally(ops)
+  local imported, deleted, failures = {}, {}, {}
+  local counts = { done = 0, failed = 0, in_flight = 0, not_started = 0 }
+  for _, x in ipairs(ops) do
+    counts[x.state] = counts[x.state] + 1
+    if x.state == "done" then
+      local list = x.op == "import" and imported or deleted
+      list[#list + 1] = x.id
+    elseif x.state == "failed" then
+      failures[#failures + 1] = x
     end
-    self:out(json_object({ { "ok", json(#failures == 0) }, { "dry_run", json(dry) },
+  end
+  return imported, deleted, failures, counts
+end
+
+local function json_op(x)
+  local fields = { { "op", json(x.op) }, { "id", json(x.id) } }
+  if x.state == "failed" then fields[#fields + 1] = { "error", json_error(x.err) } end
+  return json_object(fields)
+end
+
+-- The report of a sync: `ops` as `tally` reads them; `stop`, the error that
+-- ended it early (then every item is listed with what became of it: sync
+-- only upserts and deletes, so running it again finishes the job).
+function Ctx:sync_report(ops, stop)
+  local imported, deleted, failures, counts = tally(ops)
+  local code = stop and exit_for(stop) or #failures > 0 and FAILED or OK
+  if self.json then
+    local fields = { { "ok", json(code == OK) }, { "dry_run", "false" },
       { "imported", json(#imported) }, { "deleted", json(#deleted) }, { "failed", json(#failures) },
       { "imports", json_array(imported) }, { "deletes", json_array(deleted) },
-      { "failures", json_array(failures, failure) } }) .. "\n")
+      { "failures", json_array(failures, json_op) } }
+    if stop then
+      fields[#fields + 1] = { "in_flight", json(counts.in_flight) }
+      fields[#fields + 1] = { "not_started", json(counts.not_started) }
+      fields[#fields + 1] = { "items", json_array(ops, function(x)
+        return json_object({ { "op", json(x.op) }, { "id", json(x.id) }, { "state", json(x.state) } })
+      end) }
+      fields[#fields + 1] = { "error", json_error(stop) }
+    end
+    self:out(json_object(fields) .. "\n")
   end
+  if self.mid_bar then self:err("\n") end -- a stopped batch's progress bar: end its line
   for _, x in ipairs(failures) do
     self:err(("%s: failed to %s %s: %s\n"):format(PROG, x.op, shown(x.id), shown(x.err)))
   end
-  if self.json then return #failures == 0 and OK or FAILED end
-  if dry then
-    self:out(("dry run, nothing was sent: would import %d, delete %d\n"):format(#imported, #deleted))
-    for _, id in ipairs(imported) do self:out("  + " .. shown(id) .. "\n") end
-    for _, id in ipairs(deleted) do self:out("  - " .. shown(id) .. "\n") end
+  if stop then
+    self:err(("%s: sync: %s; what was done stays done, and running it again is safe\n"):format(PROG, shown(stop)))
+  end
+  if self.json then return code end
+  if stop then
+    self:out(("%s: imported %d, deleted %d, failed %d, in flight (outcome unknown) %d, not started %d\n"):format(
+      stop.kind, #imported, #deleted, #failures, counts.in_flight, counts.not_started))
+    for _, x in ipairs(ops) do self:out(("  %s: %s %s\n"):format(STATES[x.state], x.op, shown(x.id))) end
   else
     self:out(("imported %d, deleted %d, failed %d\n"):format(#imported, #deleted, #failures))
   end
-  return #failures == 0 and OK or FAILED
+  return code
 end
 
-local function ids_of(items)
-  local ids, set = {}, {}
-  for i, it in ipairs(items) do ids[i] = it.id set[it.id] = true end
-  return ids, set
+-- A dry run's report: the items that would be imported and deleted.
+function Ctx:dry_report(items, doomed)
+  local imports, deletes = {}, {}
+  for i, it in ipairs(items) do imports[i] = it.id end
+  for i, it in ipairs(doomed) do deletes[i] = it.id end
+  if self.json then
+    return self:done({ { "dry_run", "true" }, { "imported", json(#imports) }, { "deleted", json(#deletes) },
+      { "failed", "0" }, { "imports", json_array(imports) }, { "deletes", json_array(deletes) },
+      { "failures", "[]" } })
+  end
+  self:out(("dry run, nothing was sent: would import %d, delete %d\n"):format(#imports, #deletes))
+  for _, id in ipairs(imports) do self:out("  + " .. shown(id) .. "\n") end
+  for _, id in ipairs(deletes) do self:out("  - " .. shown(id) .. "\n") end
+  return OK
 end
 
 function run.sync(ctx, s, pos)
   local n = concurrency(s.concurrency)
   local v, is_array = ctx:read_json(pos[1])
   if not is_array then usage_error("%s: expected a JSON array of resources", label(pos[1])) end
+  local values = {}
+  for _, raw in ipairs(v) do
+    if type(raw) == "table" then secret_values(raw.secrets, values) end
+  end
+  ctx:hide(values)
   local items, problems = validate_items(ctx.marketplace, "import", v, "required")
   if #problems > 0 then return ctx:refuse(pos[1], problems) end
-  local ids, keep = ids_of(items)
   local dry = s["dry-run"] == true
   if s.prune and #items == 0 and not dry and not s["allow-empty"] then
     usage_error("sync: %s holds no resources, so --prune would delete every resource of the installation;"
       .. " pass --allow-empty if that is meant (--dry-run lists them)", label(pos[1]))
   end
-  if dry and not s.prune then return ctx:sync_report(true, ids, {}, {}) end
+  if dry and not s.prune then return ctx:dry_report(items, {}) end
   local inst = ctx:installation(s)
-  local doomed = {}
+  local doomed, stop = {}, nil
   if s.prune then
-    local list, err = to_prune(inst, keep)
-    if not list then return ctx:fail(FAILED, "sync: listing resources to prune", err) end
-    doomed = list
+    local keep = {}
+    for _, it in ipairs(items) do keep[it.id] = true end
+    local ids, err = to_prune(inst, keep)
+    if not ids then
+      if err.kind ~= "interrupted" then return ctx:fail(FAILED, "sync: listing resources to prune", err) end
+      stop = err
+    end
+    for i, id in ipairs(ids or {}) do doomed[i] = { id = id } end
   end
-  if dry then return ctx:sync_report(true, ids, doomed, {}) end
-  local imported, failures = batch(ctx, inst, "import", items, n)
-  local deleted = {}
-  if #doomed > 0 then
-    local targets = {}
-    for i, id in ipairs(doomed) do targets[i] = { id = id } end
-    local f
-    deleted, f = batch(ctx, inst, "delete", targets, n)
-    for _, x in ipairs(f) do failures[#failures + 1] = x end
+  if dry then return ctx:dry_report(items, doomed) end
+  -- Imports, then deletes; once stopped, what is left is not started.
+  local ops = {}
+  for _, phase in ipairs({ { "import", items }, { "delete", doomed } }) do
+    if not stop and core.interrupted() then stop = interruption() end -- SIGINT between phases
+    if stop then not_started(ops, phase[1], phase[2])
+    elseif #phase[2] > 0 then stop = batch(ctx, inst, phase[1], phase[2], n, ops) end
   end
-  return ctx:sync_report(false, imported, deleted, failures)
+  return ctx:sync_report(ops, stop)
 end
 
 -- Never quoted: a stray argument may be a misplaced token.
@@ -690,15 +860,30 @@ end
 
 -- Entry ---------------------------------------------------------------------
 
--- A raised error: ours (a usage error) or the client's (misuse: a bad
--- --base-url, say).  Either way nothing was sent: exit code 2.
-function Ctx:usage(raised)
-  local msg = getmetatable(raised) == Usage and raised.message or tostring(raised):gsub("^[^\n]-:%d+: ", "")
+-- A usage error: nothing was sent, exit code 2.
+function Ctx:usage(msg)
   self:err(PROG .. ": " .. shown(msg) .. "\nTry '" .. PROG .. " --help'.\n")
   if self.json then
     self:out(json_object({ { "ok", "false" }, { "error", json_error(errors.new("usage", msg)) } }) .. "\n")
   end
   return USAGE
+end
+
+-- A raised error.  Ours is a usage error (the client refusing its settings
+-- is made one too).  An `interrupted` error object, or the interpreter's own
+-- SIGINT error before the command took SIGINT over (lua.c and luajit.c raise
+-- "interrupted!" in the running Lua code), is an interruption: exit 130.
+-- Anything else is a bug, ours or the client's, raised at any point of the
+-- command, so perhaps after requests were sent: kind "internal", exit 1,
+-- never a usage error.
+function Ctx:raised(raised)
+  if getmetatable(raised) == Usage then return self:usage(raised.message) end
+  if errors.is(raised) and raised.kind == "interrupted" then return self:fail(INTERRUPTED, nil, raised) end
+  local msg = tostring(raised)
+  if msg:match("^[^\n]-:%d+: interrupted!$") or msg == "interrupted!" then
+    return self:fail(INTERRUPTED, nil, interruption("interrupted (SIGINT) before any request; nothing was sent"))
+  end
+  return self:fail(FAILED, nil, errors.new("internal", msg))
 end
 
 local function tty()
@@ -716,6 +901,7 @@ local function context(env, tokens)
     stdin = env.stdin or io.stdin, stdout = env.stdout or io.stdout, stderr = env.stderr or io.stderr,
     getenv = env.getenv or os.getenv, isatty = isatty,
     marketplace = env.marketplace or require("vercel.marketplace"), scrub = scrubber(tokens),
+    trap = env.trap_interrupt ~= false,
   }, Ctx)
 end
 
@@ -735,7 +921,8 @@ end
 --- Run the command line.
 -- @tparam table args the arguments (`arg`: `args[1]` is the first one)
 -- @tparam[opt] table env streams and environment, see the module's description
--- @treturn integer the exit code: 0 done, 1 failed, 2 usage or validation error
+-- @treturn integer the exit code: 0 done, 1 failed (or an internal error), 2
+--  usage or validation error, 130 interrupted
 function M.main(args, env)
   local list = {}
   for i = 1, #(args or {}) do list[i] = tostring(args[i]) end
@@ -747,7 +934,7 @@ function M.main(args, env)
   if okp then ok, code = pcall(dispatch, ctx, o) else ok, code = false, o end
   if ctx.inst then pcall(ctx.inst.close, ctx.inst) end
   if ok then return code end
-  return ctx:usage(code)
+  return ctx:raised(code)
 end
 
 return M
