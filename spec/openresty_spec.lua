@@ -67,18 +67,34 @@ function M.call()
   reply(run(cjson.decode(ngx.req.get_body_data())))
 end
 
--- {settings, requests = {{method, url, body}...}} -> the raw results.
+-- {settings, requests = {{method, url, body, limit}...}, parallel} -> the
+-- raw results {status or null, body or kind, meta or message, retryable,
+-- sent, elapsed}, in order; `parallel`: each request on its own light
+-- thread.  {settings, redact = {text, secrets}} -> {redacted = the cosocket
+-- session's redact(text, secrets)}.
 function M.raw()
   ngx.req.read_body()
   local spec = cjson.decode(ngx.req.get_body_data())
   local settings = spec.settings
   settings.token = M.conf.token
   local session = transport.open(settings)
-  local results = {}
-  for i, r in ipairs(spec.requests) do
-    local a, b, c, d = session:perform(r[1], r[2], r[3])
-    results[i] = { a or cjson.null, b, c, d == nil and cjson.null or d }
+  if spec.redact then
+    reply({ redacted = session.nonblocking:redact(spec.redact[1], spec.redact[2]) })
+    return session:close()
   end
+  local function one(r)
+    ngx.update_time()
+    local started = ngx.now()
+    local a, b, c, d, e = session:perform(r[1], r[2], r[3] ~= cjson.null and r[3] or nil, r[4])
+    ngx.update_time()
+    local null = cjson.null
+    return { a or null, b, c, d == nil and null or d, e == nil and null or e, ngx.now() - started }
+  end
+  local results, threads = {}, {}
+  for i, r in ipairs(spec.requests) do
+    if spec.parallel then threads[i] = ngx.thread.spawn(one, r) else results[i] = one(r) end
+  end
+  for i, t in ipairs(threads) do results[i] = select(2, assert(ngx.thread.wait(t))) end
   session:close()
   reply(results)
 end
@@ -119,6 +135,103 @@ end
 return M
 ]==]
 
+-- A hostile HTTP server, as another nginx: each location writes its answer
+-- byte by byte over the raw request socket, boundedly (15 s, 64 MB).
+local HOSTILE = [==[
+local M = {}
+
+local function raw()
+  return assert(ngx.req.socket(true))
+end
+
+local function drip(s, text)
+  for i = 1, math.min(#text, 15) do
+    if not s:send(text:sub(i, i)) then return end
+    ngx.sleep(1)
+  end
+end
+
+-- The whole answer, one byte a second.
+function M.drip()
+  drip(raw(), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+end
+
+-- The head at once, then the body one byte a second.
+function M.slow_body()
+  local s = raw()
+  s:send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+  drip(s, ("x"):rep(100))
+end
+
+-- What never ends (until the reader hangs up or 64 MB went): a header line,
+-- a status line, a chunked body, a body read to the connection's close.
+local ENDLESS = {
+  header = { "HTTP/1.1 200 OK\r\nX-Big: ", ("a"):rep(65536) },
+  status = { "HTTP/1.1 200 ", ("a"):rep(65536) },
+  chunked = { "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "10000\r\n" .. ("a"):rep(65536) .. "\r\n" },
+  to_close = { "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", ("a"):rep(65536) },
+}
+
+function M.endless()
+  local s, what = raw(), ENDLESS[ngx.var.arg_what]
+  s:send(what[1])
+  for _ = 1, 1024 do
+    if not s:send(what[2]) then return end
+  end
+end
+
+-- ?lines=N&size=S: N header lines of S bytes each, their CRLF included.
+function M.headers()
+  local s, n, size = raw(), tonumber(ngx.var.arg_lines), tonumber(ngx.var.arg_size)
+  local line = "X-H: " .. ("a"):rep(size - 7) .. "\r\n"
+  s:send("HTTP/1.1 200 OK\r\n")
+  for _ = 1, n do s:send(line) end
+  s:send("Content-Length: 2\r\n\r\n{}")
+end
+
+return M
+]==]
+
+-- DNS for the app's /dns/ locations: names whose first label starts with "nx" do
+-- not exist (NXDOMAIN); every other query goes unanswered.
+local SILENT_DNS = [[
+use strict; use IO::Socket::INET;
+my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'udp') or die "socket: $!";
+$| = 1; print "port ", $s->sockport, "\n";
+my $end = time + 600;
+while (time < $end) {
+  my $rin = ''; vec($rin, fileno($s), 1) = 1;
+  next unless select(my $rout = $rin, undef, undef, 1);
+  my $q; my $peer = $s->recv($q, 512); next unless defined $peer && length($q) > 14;
+  next unless substr($q, 13, 2) eq 'nx';
+  $s->send(pack('n6', unpack('n', $q), 0x8183, 1, 0, 0, 0) . substr($q, 12), 0, $peer);
+}
+]]
+
+-- {port, stop}: SILENT_DNS, stopped by pid.
+local function start_silent_dns(dir)
+  local script, out = dir .. "/dns.pl", dir .. "/dns.out"
+  local f = assert(io.open(script, "wb"))
+  f:write(SILENT_DNS)
+  f:close()
+  local pid = assert(helper.spawn("exec perl " .. helper.shell_quote(script) .. " >" .. helper.shell_quote(out)
+    .. " 2>&1 </dev/null"))
+  local dns = { stop = function() helper.execute("kill -TERM " .. pid .. " 2>/dev/null") end }
+  for _ = 1, 100 do
+    dns.port = tonumber((helper.read_file(out) or ""):match("port (%d+)"))
+    if dns.port then return dns end
+    helper.sleep(0.05)
+  end
+  dns.stop()
+  error("DNS stub did not start: " .. tostring(helper.read_file(out)))
+end
+
+-- A process's resident memory (VmRSS) and its peak (VmHWM), in KB.
+local function memory(pid)
+  local status = helper.read_file("/proc/" .. pid .. "/status") or ""
+  return tonumber(status:match("VmRSS:%s*(%d+)")), tonumber(status:match("VmHWM:%s*(%d+)"))
+end
+
 local function write(path, text)
   local f = assert(io.open(path, "wb"))
   f:write(text)
@@ -126,7 +239,7 @@ local function write(path, text)
 end
 
 -- The app's http {} body: the content handlers, TLS trust and a resolver.
-local function app_conf(conf, cert, dns_port)
+local function app_conf(conf, cert, dns_port, silent_dns_port)
   return ([[
   lua_ssl_trusted_certificate %s;
   lua_ssl_verify_depth 2;
@@ -137,11 +250,17 @@ local function app_conf(conf, cert, dns_port)
     listen 127.0.0.1:@PORT@;
     location = /call { content_by_lua_block { require("app").call() } }
     location = /raw { content_by_lua_block { require("app").raw() } }
+    location /dns/ {
+      resolver 127.0.0.1:%d ipv6=off;
+      resolver_timeout 20s;
+      location = /dns/raw { content_by_lua_block { require("app").raw() } }
+      location = /dns/call { content_by_lua_block { require("app").call() } }
+    }
     location = /init { content_by_lua_block { require("app").init_answer() } }
     location = /timer { content_by_lua_block { require("app").timer() } }
     location = /batch { content_by_lua_block { require("app").batch() } }
   }
-]]):format(cert, dns_port, cjson.encode(conf))
+]]):format(cert, dns_port, cjson.encode(conf), silent_dns_port)
 end
 
 -- Error fields a caller matches on.  The message of a transport or timeout
@@ -159,7 +278,7 @@ local function comparable(err)
 end
 
 describe("inside nginx", function()
-  local emu, tls, untrusted, cert, other_cert, dns, app, tmp
+  local emu, tls, untrusted, cert, other_cert, dns, silent_dns, app, tmp
 
   lazy_setup(function()
     cert, other_cert = helper.make_certificate(), helper.make_certificate()
@@ -171,8 +290,9 @@ describe("inside nginx", function()
     os.remove(tmp)
     assert(helper.execute("mkdir -m 700 " .. helper.shell_quote(tmp)))
     write(tmp .. "/app.lua", APP)
-    app = helper.start_nginx(app_conf({ url = emu.url, token = TOKEN, icfg = ICFG, ua = UA }, cert.cert, dns.port),
-      { lua_path = tmp })
+    silent_dns = start_silent_dns(tmp)
+    app = helper.start_nginx(app_conf({ url = emu.url, token = TOKEN, icfg = ICFG, ua = UA }, cert.cert, dns.port,
+      silent_dns.port), { lua_path = tmp })
   end)
 
   lazy_teardown(function()
@@ -180,6 +300,7 @@ describe("inside nginx", function()
       if s then s:stop() end
     end
     if dns then dns.stop() end
+    if silent_dns then silent_dns.stop() end
     for _, c in ipairs({ cert, other_cert }) do c.remove() end
     if tmp then helper.execute("rm -rf " .. helper.shell_quote(tmp)) end
   end)
@@ -293,7 +414,7 @@ describe("inside nginx", function()
         table.sort(k)
         return table.concat(k, " ")
       end
-      assert.equals("content_type request_id retry_after reused", keys(got[1][3]))
+      assert.equals("content_type request_id retry_after reused sent", keys(got[1][3]))
       assert.equals(keys(m1), keys(got[1][3]))
       assert.equals(keys(m2), keys(got[2][3]))
       assert.same({ 429, b1, 3 }, { got[1][1], got[1][2], got[1][3].retry_after })
@@ -361,6 +482,169 @@ describe("inside nginx", function()
       local _, err = in_nginx({ op = "list" })
       assert.equals(400, err.status)
       assert.equals("no [token]", err.api_message)
+    end)
+  end)
+
+  -- Attempts bounded in time and memory, whatever the server does.
+  describe("an attempt", function()
+    local hostile, hurl
+
+    lazy_setup(function()
+      write(tmp .. "/hostile.lua", HOSTILE)
+      local locations = {}
+      for _, name in ipairs({ "drip", "slow_body", "endless", "headers" }) do
+        locations[#locations + 1] = ("location = /%s { content_by_lua_block { require('hostile').%s() } }")
+          :format(name, name)
+      end
+      hostile = helper.start_nginx("lua_socket_log_errors off;\nserver {\nlisten 127.0.0.1:@PORT@;\n"
+        .. table.concat(locations, "\n") .. "\n}\n", { lua_path = tmp })
+      hurl = hostile.url
+    end)
+
+    lazy_teardown(function()
+      if hostile then hostile:stop() end
+    end)
+
+    -- The raw results of `requests` through the app (see M.raw), and how
+    -- long the app took to answer.
+    local function raw(settings, requests, opts)
+      opts = opts or {}
+      local started = helper.now()
+      local status, body = helper.http("POST", app.url .. (opts.path or "/raw"),
+        { body = cjson.encode({ settings = settings, requests = requests, parallel = opts.parallel }), timeout = 30 })
+      local took = helper.now() - started
+      assert.equals(200, status, tostring(body) .. "\n" .. app:error_log())
+      return cjson.decode(body), took
+    end
+
+    it("ends at its deadline, whatever is slow (timeout = 3)", function()
+      local results, took = raw({ user_agent = UA, timeout = 3 }, {
+        { "GET", hurl .. "/drip" },                  -- one byte a second
+        { "GET", hurl .. "/slow_body" },             -- the head at once, then a byte a second
+        { "GET", "http://silent.test:" .. hostile.port .. "/" }, -- a resolver that never answers
+      }, { path = "/dns/raw", parallel = true })
+      for i, sent in ipairs({ 1, 1, 0 }) do
+        local r = results[i]
+        assert.same({ cjson.null, "timeout", false, sent }, { r[1], r[2], r[4], r[5] },
+          "request " .. i .. ": " .. tostring(r[3]))
+        assert.is_true(r[6] >= 2.9 and r[6] < 3.5, ("request %d ended after %.2f s"):format(i, r[6]))
+      end
+      assert.matches("resolving silent.test", results[3][3])
+      -- Nothing outlives the attempts (a thread left behind would hold the
+      -- app's request open).
+      assert.is_true(took < 4, ("the app answered after %.2f s"):format(took))
+    end)
+
+    it("connects within connect_timeout, resolving the name included", function()
+      local results = raw({ user_agent = UA, timeout = 5, connect_timeout = 1 },
+        { { "GET", "http://silent.test:" .. hostile.port .. "/" } }, { path = "/dns/raw" })
+      assert.same({ cjson.null, "timeout", false, 0 }, { results[1][1], results[1][2], results[1][4], results[1][5] })
+      assert.matches("connect_timeout", results[1][3])
+      assert.is_true(results[1][6] >= 0.9 and results[1][6] < 1.5, ("it ended after %.2f s"):format(results[1][6]))
+    end)
+
+    it("leaves no thread behind when it succeeds", function()
+      local url = emu.url .. "/v1/installations/" .. ICFG .. "/resources"
+      local results, took = raw({ user_agent = UA, timeout = 5 }, { { "GET", url } })
+      assert.equals(200, results[1][1])
+      assert.is_true(took < 2, ("the app answered after %.2f s"):format(took))
+    end)
+
+    it("timed out leaves nothing in the pool: the next request gets its own answer", function()
+      assert.equals(200, (emu:api("PUT", "/v1/installations/" .. ICFG .. "/resources/p1", BODY)))
+      assert.equals(200, (emu:api("PUT", "/v1/installations/" .. ICFG .. "/resources/p2",
+        { productId = "p", name = "second", status = "ready" })))
+      fault(emu, { method = "GET", delay = 1, count = 1 })
+      local base = emu.url .. "/v1/installations/" .. ICFG .. "/resources/"
+      local results = raw({ user_agent = UA, timeout = 0.3 }, { { "GET", base .. "p1" }, { "GET", base .. "p2" } })
+      assert.equals("timeout", results[1][2])
+      assert.equals(200, results[2][1])
+      assert.equals("second", cjson.decode(results[2][2]).name)
+      local gets = {}
+      for _, r in ipairs(emu:requests()) do
+        if r.method == "GET" then gets[#gets + 1] = r end
+      end
+      assert.equals(2, #gets)
+      assert.are_not.equal(gets[1].connection, gets[2].connection)
+    end)
+
+    it("classes a name that does not resolve as libcurl does: transport, retryable, nothing sent", function()
+      local results = raw({ user_agent = UA, timeout = 3 }, { { "GET", "http://nx.test/" } }, { path = "/dns/raw" })
+      assert.same({ cjson.null, "transport", "could not resolve host: nx.test", true, 0 },
+        { unpack(results[1], 1, 5) })
+      assert.is_true(results[1][6] < 1)
+      -- and retried as such, like any transport failure that may pass
+      local out, err = in_nginx({ op = "list", opts = { base_url = "http://nx.test", retries = 1, retry_base = 0.01 } },
+        "/dns/call")
+      assert.is_nil(out)
+      assert.same({ "transport", "could not resolve host: nx.test", 2 }, { err.kind, err.message, err.attempts })
+    end)
+
+    it("counts every request that left, the stale connection's resend too", function()
+      local url = emu.url .. "/v1/installations/" .. ICFG .. "/resources"
+      local settings = { user_agent = UA, timeout = 5 }
+      local first = raw(settings, { { "GET", url } })   -- leaves a connection in the pool
+      assert.same({ 200, 1 }, { first[1][1], first[1][3].sent })
+      fault(emu, { action = "drop", count = 1 })        -- the kept-alive connection answers nothing
+      local again = raw(settings, { { "GET", url } })
+      assert.same({ 200, 2, false }, { again[1][1], again[1][3].sent, again[1][3].reused })
+      fault(emu, { action = "drop", count = 2 })        -- and the fresh one neither
+      local failed = raw(settings, { { "GET", url } })
+      assert.same({ "transport", true, 2 }, { failed[1][2], failed[1][4], failed[1][5] })
+      raw(settings, { { "GET", url } })
+      local before = #emu:requests()
+      fault(emu, { action = "drop", count = 1 })        -- with no request left to send, no resend
+      local limited = raw(settings, { { "GET", url, cjson.null, 1 } })
+      assert.same({ "transport", false, 1 }, { limited[1][2], limited[1][4], limited[1][5] })
+      assert.matches("not sent again", limited[1][3])
+      assert.equals(before + 1, #emu:requests())
+      local refused = raw(settings, { { "GET", "http://127.0.0.1:" .. helper.closed_port() .. "/" } })
+      assert.same({ "transport", true, 0 }, { refused[1][2], refused[1][4], refused[1][5] })
+    end)
+
+    -- One request that the server makes endless; its result, how long it
+    -- took, and how much the app's worker grew (peak RSS, MB).
+    local function endless(what, settings)
+      local before = memory(app.pid)
+      helper.execute("echo 5 > /proc/" .. app.pid .. "/clear_refs 2>/dev/null") -- peak := now
+      local s = { user_agent = UA, timeout = 10 }
+      for k, v in pairs(settings or {}) do s[k] = v end
+      local results = raw(s, { { "GET", hurl .. "/endless?what=" .. what } })
+      local _, peak = memory(app.pid)
+      return results[1], results[1][6], (peak - before) / 1024
+    end
+
+    for what, message in pairs({ header = "header line of 102400 bytes or more",
+                                 status = "header line of 102400 bytes or more",
+                                 chunked = "larger than 1048576 bytes", to_close = "larger than 1048576 bytes" }) do
+      it("caps what it holds as bytes arrive: an endless " .. what, function()
+        local r, took, grew = endless(what, { max_response_size = 1024 * 1024 })
+        assert.is_true(grew < 32, ("the worker grew by %.0f MB"):format(grew))
+        assert.is_true(took < 1, ("it took %.2f s"):format(took))
+        assert.same({ cjson.null, "transport", false }, { r[1], r[2], r[4] })
+        assert.matches(message, r[3], 1, true)
+      end)
+    end
+
+    it("limits headers as libcurl does: a line under 100 KB, all under 300 KB", function()
+      local core = require "vercel.marketplace.core"
+      local session = core.session({ token = TOKEN, user_agent = UA, timeout = 10 })
+      -- {lines, bytes each (CRLF included)}; the status line and Content-Length add 37 bytes
+      for _, case in ipairs({ { 1, 102399 }, { 1, 102400 }, { 3, 102390 }, { 7, 43000 }, { 8, 38400 } }) do
+        local url = ("%s/headers?lines=%d&size=%d"):format(hurl, case[1], case[2])
+        local curl_status = session:perform("GET", url)
+        local r = raw({ user_agent = UA, timeout = 10 }, { { "GET", url } })[1]
+        local ours = r[1] ~= cjson.null and r[1] or nil
+        assert.equals(curl_status, ours, ("%d lines of %d bytes: %s"):format(case[1], case[2], tostring(r[3])))
+      end
+      session:close()
+    end)
+
+    it("redacts with the C core: the token and each secret, longest first", function()
+      local status, body = helper.http("POST", app.url .. "/raw", { body = cjson.encode({ settings = { user_agent = UA },
+        redact = { "a " .. TOKEN .. " b sec-ret sec-ret-longer", { "sec-ret", "sec-ret-longer" } } }) })
+      assert.equals(200, status, body)
+      assert.equals("a [token] b [secret] [secret]", cjson.decode(body).redacted)
     end)
   end)
 
@@ -473,11 +757,20 @@ describe("inside nginx", function()
       emu:reset()
       fault(emu, { method = "PUT", delay = 0.2, count = 20 })
       local results, w = batch({ op = "import", items = items(20), concurrency = 4, stop_at = 2 })
-      assert.equals("stop here", w.raised)
       assert.same({}, results)
       assert.same({ { 1, 20 }, { 2, 20 } }, w.progress)
       local n = puts()
       assert.is_true(n < 20, "the batch went on after on_progress raised: " .. n .. " requests")
+      -- The error raised carries every item's result so far, as over libcurl.
+      local e = w.raised
+      assert.same({ "callback", "stop here", 20 }, { e.kind, e.cause, #e.results })
+      local counts = { done = 0, failed = 0, in_flight = 0, not_started = 0 }
+      for i, r in ipairs(e.results) do
+        counts[r.state] = counts[r.state] + 1
+        if r.state == "done" then assert.same({ name = "n" .. i }, r.value) else assert.equals("aborted", r.err.kind) end
+      end
+      assert.same(counts, e.counts)
+      assert.is_true(counts.done >= 2 and counts.done + counts.in_flight <= n, cjson.encode(counts))
     end)
   end)
 
