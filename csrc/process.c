@@ -6,7 +6,8 @@
  *   core.random()          a float in [0, 1) from the kernel: differs in every
  *                          process, forked ones included (retry jitter)
  *   core.trap_interrupt()  SIGINT sets a flag instead of killing the process:
- *                          transfers and sleeps end early, the caller reports
+ *                          transfers and sleeps end early, the caller reports;
+ *                          -> false when SIGINT is ignored (and stays so)
  *   core.interrupted()     whether that SIGINT came
  *
  * and the socket bookkeeping that keeps a forked child off its parent's
@@ -95,15 +96,23 @@ static void on_sigint(int sig) {
 
 int mp_interrupted(void) { return got_sigint != 0; }
 
-/* No SA_RESTART, so a blocking call returns EINTR; SA_RESETHAND, so a second
- * Ctrl-C kills the process as usual when the first is not heeded. */
+/* -> whether the trap is on.  No SA_RESTART, so a blocking call returns
+ * EINTR; SA_RESETHAND, so a second Ctrl-C kills the process as usual when
+ * the first is not heeded.  A SIGINT the process was started ignoring (a
+ * background job of a script, nohup) stays ignored. */
 static int trap_interrupt(lua_State *L) {
-  struct sigaction sa;
+  struct sigaction sa, old;
+  if (sigaction(SIGINT, NULL, &old) != 0) return luaL_error(L, "sigaction failed");
+  if (old.sa_handler == SIG_IGN) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESETHAND;
   if (sigaction(SIGINT, &sa, NULL) != 0) return luaL_error(L, "sigaction failed");
-  return 0;
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int interrupted(lua_State *L) {

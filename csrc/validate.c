@@ -839,13 +839,19 @@ static int compare_str(const void *a, const void *b) {
 }
 
 /* A closed object's unknown keys, sorted by name so the report is the same
- * every time.  Error path only: the scratch array is a GC-owned userdata. */
+ * every time.  Error path only: the scratch array is a GC-owned userdata.
+ * Each key is also put in an anchor table: recording a problem allocates,
+ * an allocation may run a finalizer, and a finalizer may remove the key from
+ * the body -- the string must outlive the pointer kept to it. */
 static void report_strays(mp_walk *w, const mp_object *o, int t, int strays, int update) {
   lua_State *L = w->L;
   mp_str *names = (mp_str *)mp_newuserdata(L, (size_t)strays * sizeof *names);
-  int count = 0, key_bad = 0, i;
+  int count = 0, key_bad = 0, i, anchor;
   size_t n;
   const char *k;
+  luaL_checkstack(L, 4, "validating");
+  lua_createtable(L, strays, 0);
+  anchor = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, t)) {
     lua_pop(L, 1);
@@ -858,11 +864,13 @@ static void report_strays(mp_walk *w, const mp_object *o, int t, int strays, int
     if (find_field(o, k, n, update) < 0 && count < strays) {
       names[count].s = k;
       names[count++].n = n;
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, anchor, count);
     }
   }
   qsort(names, (size_t)count, sizeof *names, compare_str);
   for (i = 0; i < count && !w->stop; i++) problem_at_key(w, names[i].s, names[i].n, "unknown field");
-  lua_pop(L, 1);
+  lua_pop(L, 2);
 }
 
 static void walk_object(mp_walk *w, const mp_object *o, int t, int update) {

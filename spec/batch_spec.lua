@@ -82,7 +82,10 @@ describe("batches", function()
   end)
 
   it("retries a 5xx burst and dropped connections, accounting for every item", function()
-    local c = inst({ retries = 3 })
+    -- Every request that reached the server counts against retries, libcurl's
+    -- own resends after a drop too: a budget above the 16 faults lets every
+    -- item land however they fall.
+    local c = inst({ retries = 16 })
     emu:control("POST", "/_emulator/faults", { method = "PUT", status = 503, count = 10 })
     emu:control("POST", "/_emulator/faults", { method = "PUT", action = "drop", count = 6 })
     local results = c:import_many(items(60))
@@ -170,6 +173,46 @@ describe("batches", function()
     assert.equals("stop here", e.cause)
     assert.matches("on_progress raised an error %(stop here%); the batch stopped", tostring(e))
     assert.truthy(c:import("after", body(1)))
+    c:close()
+  end)
+
+  it("stops when on_progress raises, saying what became of every item", function()
+    local c = inst()
+    -- db_2..db_4 answer slowly: in flight when the first answer comes.
+    emu:control("POST", "/_emulator/faults", { method = "PUT", path = "/v1/installations/icfg_1/resources/db_[2-4]",
+      delay = 1, count = 3 })
+    local ok, e = pcall(c.import_many, c, items(20), { concurrency = 4, on_progress = function()
+      error({ reason = "enough" })
+    end })
+    assert.is_false(ok)
+    assert.equals("callback", e.kind)
+    assert.same({ reason = "enough" }, e.cause)
+    assert.same({ done = 1, failed = 0, in_flight = 3, not_started = 16 }, e.counts)
+    assert.equals(20, #e.results)
+    for i, r in ipairs(e.results) do
+      local want = i == 1 and "done" or i <= 4 and "in_flight" or "not_started"
+      assert.equals(want, r.state, i)
+      if want == "done" then
+        assert.is_true(r.ok)
+        assert.equals("n" .. i, r.value.name)
+      else
+        assert.is_false(r.ok)
+        assert.equals("aborted", r.err.kind)
+      end
+    end
+    assert.matches("the batch stopped: 1 done, 0 failed, 3 in flight %(outcome unknown%), 16 not started", tostring(e))
+    c:close()
+  end)
+
+  it("refuses items with holes on every interpreter", function()
+    local c = inst()
+    local list = items(4)
+    list[2], list[4] = nil, nil
+    assert.has_error(function() c:import_many(list) end)
+    local ok, why = pcall(c.import_many, c, { items(1)[1], nil, items(3)[3] })
+    assert.is_false(ok)
+    assert.matches("item 2 is nil", why)
+    assert.equals(0, #emu:requests())
     c:close()
   end)
 

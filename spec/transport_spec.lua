@@ -192,6 +192,216 @@ describe("transport", function()
     assert.equals("/v1/installations/icfg_1/resources", reqs[1].path)
   end)
 
+  -- Every request that leaves is counted, libcurl's own resend on a fresh
+  -- connection included (a kept-alive connection that dies before the
+  -- answer), and no call sends more than `retries` allows.
+  describe("requests that left", function()
+    local function deletes(method)
+      local n = 0
+      for _, r in ipairs(emu:requests()) do if r.method == (method or "DELETE") then n = n + 1 end end
+      return n
+    end
+
+    it("a DELETE whose answer was lost, resent by libcurl and answered 404, is done", function()
+      local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url })
+      assert.truthy(inst:import("db_1", BODY))                -- a kept-alive connection
+      emu:control("POST", "/_emulator/faults", { method = "DELETE", action = "lose" })
+      assert.is_true(inst:delete("db_1"))
+      assert.equals(2, deletes())                             -- the server deleted, then answered 404
+      assert.is_nil(emu:record("icfg_1", "db_1"))
+      inst:close()
+    end)
+
+    it("the same in a batch", function()
+      local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url })
+      assert.truthy(inst:import("db_0", BODY))
+      assert.truthy(inst:import("db_1", BODY))
+      -- db_0's DELETE opens the batch's connection; db_1's answer is lost on it.
+      emu:control("POST", "/_emulator/faults", { method = "DELETE", path = "/v1/installations/icfg_1/resources/db_1",
+        action = "lose" })
+      local results = inst:delete_many({ "db_0", "db_1" }, { concurrency = 1 })
+      assert.same({ { ok = true, value = true }, { ok = true, value = true } }, results)
+      assert.equals(3, deletes())
+      inst:close()
+    end)
+
+    it("counts libcurl's resend in attempts, and keeps it within retries", function()
+      local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url,
+        retries = 1, retry_base = 0.01 })
+      assert.truthy(inst:import("db_1", BODY))
+      emu:control("POST", "/_emulator/faults", { method = "PATCH", action = "drop", count = 5 })
+      local out, err = inst:update("db_1", { name = "m" })
+      assert.is_nil(out)
+      assert.equals("transport", err.kind)
+      assert.equals(2, err.attempts)
+      assert.equals(2, deletes("PATCH"))
+      inst:close()
+    end)
+
+    it("with retries = 0 sends a request once, resend or not", function()
+      local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url, retries = 0 })
+      assert.truthy(inst:import("db_1", BODY))
+      emu:control("POST", "/_emulator/faults", { method = "PATCH", action = "drop" })
+      local out, err = inst:update("db_1", { name = "m" })
+      assert.is_nil(out)
+      assert.equals("transport", err.kind)
+      assert.equals(1, err.attempts)
+      assert.matches("not sent again", err.message)
+      assert.equals(1, deletes("PATCH"))
+      local s = core.session({ token = "test-token" })
+      local status, _, meta = s:perform("GET", emu.url .. "/v1/installations/icfg_1/resources/db_1")
+      assert.equals(200, status)
+      assert.equals(1, meta.sent)
+      s:close()
+      inst:close()
+    end)
+  end)
+
+  -- A finalizer may run at any allocation, also while the session builds a
+  -- call's answer: it may close the session or call it again.  The child
+  -- arranges for a collection to start inside the call (a 2 MB answer after
+  -- a full collection), which Lua 5.3 and 5.4 then finish, finalizers
+  -- included, before the call returns.
+  describe("a session busy with a call", function()
+    local CHILD = [[
+      local core = require "vercel.marketplace.core"
+      local URL, TOKEN, MODE = %q, %q, %q
+      local s = core.session { token = TOKEN }
+      local state = {}
+      local function gc()
+        state.fired = true
+        if MODE == "close" then s:close() else state.inner = select(2, pcall(s.perform, s, "GET", URL .. "small")) end
+      end
+      collectgarbage("collect")
+      collectgarbage("setpause", 200); collectgarbage("setstepmul", 100000)
+      coroutine.wrap(function() setmetatable({}, { __gc = gc }) end)()
+      local pok, status, body = pcall(s.perform, s, "GET", URL .. "big")
+      local during = state.fired
+      collectgarbage("setstepmul", 200)
+      local name = pok and type(body) == "string" and body:match('"name":"(%%w+)"')
+      body = nil
+      local after = select(2, pcall(s.perform, s, "GET", URL .. "small"))
+      print(("during=%%s status=%%s name=%%s inner=%%s after=%%s"):format(tostring(during), tostring(status),
+        tostring(name), tostring(state.inner), tostring(after)))
+    ]]
+
+    local function run(mode)
+      local url = emu.url .. "/v1/installations/icfg_b/resources/"
+      assert.equals(200, (emu:api("PUT", "/v1/installations/icfg_b/resources/big",
+        { productId = "p", name = "big", status = "ready", metadata = { blob = ("m"):rep(2 * 1024 * 1024) } })))
+      assert.equals(200, (emu:api("PUT", "/v1/installations/icfg_b/resources/small",
+        { productId = "p", name = "small", status = "ready" })))
+      local ok, out = helper.run_lua(CHILD:format(url, "test-token", mode))
+      assert.is_true(ok, out)
+      if not out:find("during=true", 1, true) then
+        -- 5.1 and LuaJIT collect on their own terms: the window is not hit.
+        assert.is_true(_VERSION == "Lua 5.1", out)
+        return nil
+      end
+      return out
+    end
+
+    it("closes when the call ends if a finalizer closed it meanwhile", function()
+      local out = run("close")
+      if not out then return pending("Lua 5.1 and LuaJIT do not collect inside the call here") end
+      assert.matches("status=200 name=big", out, 1, true)
+      assert.matches("after=attempt to use a closed session", out, 1, true)
+    end)
+
+    it("refuses a call a finalizer makes meanwhile: installation busy", function()
+      local out = run("reenter")
+      if not out then return pending("Lua 5.1 and LuaJIT do not collect inside the call here") end
+      assert.matches("status=200 name=big", out, 1, true)
+      assert.matches("inner=installation busy", out, 1, true)
+      assert.matches("after=200", out, 1, true)
+    end)
+  end)
+
+  -- The command line traps SIGINT (core.trap_interrupt): a call in flight
+  -- or waiting to retry ends at once, as kind "interrupted".
+  describe("SIGINT, trapped", function()
+    -- The child in the background with SIGINT at its default (sh starts
+    -- background jobs with it ignored), interrupted `after` seconds after it
+    -- says "ready" (once its trap is set).  -> its output, and the
+    -- milliseconds from the signal to its end.
+    local function interrupt(code, after)
+      local file, out, done = os.tmpname(), os.tmpname(), os.tmpname()
+      helper.write_file(file, code)
+      os.remove(done)
+      local pid = tonumber(helper.capture(("sh -c '(env --default-signal=INT timeout 30 %s %s >%s 2>&1; echo \"exit $?\" >%s) >/dev/null 2>&1 & echo $!'")
+        :format(helper.lua_bin, file, out, done)))
+      for _ = 1, 200 do                                   -- about 10 s
+        if (helper.read_file(out) or ""):find("ready\n", 1, true) then break end
+        helper.sleep(0.05)
+      end
+      helper.sleep(after)
+      local signalled = helper.now()
+      os.execute("pkill -INT -P " .. pid .. " 2>/dev/null")
+      for _ = 1, 400 do                                   -- about 20 s
+        if helper.read_file(done) then break end
+        helper.sleep(0.01)
+      end
+      local ms = (helper.now() - signalled) * 1000
+      local text = (helper.read_file(out) or "") .. (helper.read_file(done) or "")
+      for _, f in ipairs({ file, out, done }) do os.remove(f) end
+      return text, ms
+    end
+
+    it("ends a call in flight and a wait before a retry within a second", function()
+      emu:control("POST", "/_emulator/faults", { method = "GET", action = "hang" })
+      local text, ms = interrupt(([[
+        local m = require "vercel.marketplace"
+        local core = require "vercel.marketplace.core"
+        assert(core.trap_interrupt())
+        print("ready") io.stdout:flush()
+        local inst = m.installation("icfg_1", { token = "test-token", base_url = %q })
+        local out, err = inst:list()
+        print(err.kind, err.attempts, core.interrupted())
+      ]]):format(emu.url), 0.5)
+      assert.matches("interrupted\t1\ttrue", text, 1, true)
+      assert.is_true(ms < 1000, text)
+      emu:control("DELETE", "/_emulator/faults")
+      emu:control("POST", "/_emulator/faults", { method = "GET", status = 503, retry_after = 20 })
+      local before = #emu:requests()
+      text, ms = interrupt(([[
+        local m = require "vercel.marketplace"
+        local core = require "vercel.marketplace.core"
+        assert(core.trap_interrupt())
+        print("ready") io.stdout:flush()
+        local inst = m.installation("icfg_1", { token = "test-token", base_url = %q, max_retry_delay = 30 })
+        local out, err = inst:list()
+        print(err.kind, err.attempts)
+      ]]):format(emu.url), 0.5)
+      assert.matches("interrupted\t1", text, 1, true)
+      assert.is_true(ms < 1000, text)
+      assert.equals(before + 1, #emu:requests())               -- no retry after the signal
+    end)
+
+    it("stops a batch, saying what became of every item", function()
+      emu:control("POST", "/_emulator/faults", { method = "PUT", path = "/v1/installations/icfg_1/resources/db_1[0-9]", delay = 20, count = 10 })
+      local text, ms = interrupt(([[
+        local m = require "vercel.marketplace"
+        local core = require "vercel.marketplace.core"
+        assert(core.trap_interrupt())
+        print("ready") io.stdout:flush()
+        local inst = m.installation("icfg_1", { token = "test-token", base_url = %q })
+        local items = {}
+        for i = 1, 30 do items[i] = { id = "db_" .. i, body = { productId = "p", name = "n", status = "ready" } } end
+        local ok, e = pcall(inst.import_many, inst, items, { concurrency = 4 })
+        print(ok, e.kind, e.counts.done, e.counts.failed, e.counts.in_flight, e.counts.not_started, #e.results)
+        for i, r in ipairs(e.results) do io.write(r.state, r.ok and "" or (" " .. r.err.kind), "\n") end
+        print(tostring(e))
+      ]]):format(emu.url), 1)
+      -- db_1..db_9 land; db_10..db_13 hang in flight; db_14..db_30 wait.
+      assert.matches("false\tinterrupted\t9\t0\t4\t17\t30", text, 1, true)
+      assert.matches("done\n", text, 1, true)
+      assert.matches("in_flight aborted\n", text, 1, true)
+      assert.matches("not_started aborted\n", text, 1, true)
+      assert.matches("interrupted by SIGINT; the batch stopped: 9 done, 0 failed, 4 in flight (outcome unknown), 17 not started", text, 1, true)
+      assert.is_true(ms < 1000, text)
+    end)
+  end)
+
   describe("TLS", function()
     local tls = helper.use_emulator({ token = "test-token", tls = true })
 
@@ -226,6 +436,40 @@ describe("transport", function()
       assert.equals("transport", err.kind)
       assert.matches("127.0.0.1", err.message, 1, true)
       assert.equals(0, #tls:requests())
+    end)
+
+    -- The system's trust store is made to hold the test certificate (a
+    -- private mount namespace binds a bundle over libcurl's built-in one):
+    -- ca_path must still replace it, not add to it.
+    it("trusts only ca_path when it is given, not the system's store beside it", function()
+      if not os.execute("unshare -m --propagation private true 2>/dev/null") then
+        return pending("no mount namespace here (unshare -m)")
+      end
+      local bundle, empty, hashed = os.tmpname(), os.tmpname(), os.tmpname()
+      os.remove(empty)
+      os.remove(hashed)
+      assert(os.execute(("cat %s %s >%s && mkdir %s %s && cp %s %s/ && openssl rehash %s"):format(
+        "/etc/ssl/certs/ca-certificates.crt", tls.certificate.cert, bundle, empty, hashed,
+        tls.certificate.cert, hashed, hashed)))
+      local child = os.tmpname()
+      helper.write_file(child, ([[
+        local m = require "vercel.marketplace"
+        local function try(opts)
+          opts.token, opts.base_url, opts.retries = "test-token", %q, 0
+          local out, err = m.installation("icfg_1", opts):list()
+          return out and "ok" or err.kind .. ": " .. err.message
+        end
+        print("system: " .. try({}))
+        print("empty ca_path: " .. try({ ca_path = %q }))
+        print("ca_path: " .. try({ ca_path = %q }))
+      ]]):format(url("localhost"), empty, hashed))
+      local ok, out = helper.popen_run(("unshare -m --propagation private sh -c 'mount --bind %s %s && exec %s %s' 2>&1")
+        :format(bundle, "/etc/ssl/certs/ca-certificates.crt", helper.lua_bin, child))
+      os.execute(("rm -rf %s %s %s %s"):format(bundle, empty, hashed, child))
+      assert.is_true(ok, out)
+      assert.matches("system: ok", out, 1, true)           -- the bind holds
+      assert.matches("empty ca_path: transport: [^\n]*[Cc]ertificate", out)
+      assert.matches("\nca_path: ok", out, 1, true)
     end)
 
     -- api.vercel.com offers HTTP/2; so does the emulator over HTTPS.

@@ -9,7 +9,7 @@ local M = {}
 local faults, next_id = {}, 0
 local limit                       -- nil, or {limit, window, start, used}
 
-local ACTIONS = { drop = true, truncate = true, malformed = true, hang = true }
+local ACTIONS = { drop = true, lose = true, truncate = true, malformed = true, hang = true }
 local FIELDS = { method = "string", path = "string", count = "number",
                  status = "number", error = "table", body = "string",
                  retry_after = "any", retry_after_date = "number",
@@ -131,7 +131,7 @@ local function check(spec)
     return nil, "`status` should be an HTTP status"
   end
   if spec.action and not ACTIONS[spec.action] then
-    return nil, "`action` should be one of drop, truncate, malformed, hang"
+    return nil, "`action` should be one of drop, lose, truncate, malformed, hang"
   end
   if spec.error and spec.body then return nil, "give `error` or `body`, not both" end
   local ra = type(spec.retry_after)
@@ -248,6 +248,10 @@ end
 function M.apply(f)
   if f.delay then ngx.sleep(f.delay) end
   if f.action == "drop" then return ngx.exit(444) end
+  if f.action == "lose" then -- handled as usual, then the answer is lost (reply.send)
+    ngx.ctx.lose_answer = true
+    return
+  end
   if f.action == "hang" then return hang() end
   local headers = retry_headers(f)
   if f.action == "truncate" then return truncate(f, headers) end

@@ -43,6 +43,9 @@ end
 -- empty bodies are not sent chunked. Headers go out before ngx.exit, or an
 -- empty 4xx/5xx would be replaced by nginx's own error page.
 function M.send(status, text, headers)
+  -- The `lose` fault: the request has taken effect, its answer is lost
+  -- (the connection closes without a word), as on a dropped connection.
+  if ngx.ctx.lose_answer then return ngx.exit(444) end
   text = text or ""
   ngx.status = status
   for name, value in pairs(headers or {}) do ngx.header[name] = value end
