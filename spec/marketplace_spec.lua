@@ -253,6 +253,17 @@ describe("vercel.marketplace", function()
   end)
 
   describe("list", function()
+    it("answers a decode error when resources is not an array of objects", function()
+      for _, body in ipairs({ '{"resources":[1,2]}', '{"resources":{"a":{}}}', '{"resources":"x"}', '{}' }) do
+        emu:control("POST", "/_emulator/faults", { method = "GET", status = 200, body = body })
+        local out, err = inst:list()
+        assert.is_nil(out, body)
+        assert.equals("decode", err.kind)
+        assert.equals("GET", err.method)
+        assert.equals(1, err.attempts)
+      end
+    end)
+
     it("returns every resource as an object with partnerId", function()
       assert.same({}, inst:list())
       assert.truthy(inst:import("db_1", IMPORT))
@@ -343,6 +354,25 @@ describe("vercel.marketplace", function()
       end
       if math.type then assert.equals("integer", math.type(v.metadata.n)) end
       assert.equals(2, #v.list)
+    end)
+
+    -- cjson reads every number as a double; integers of 2^53 and more are
+    -- read again from the text.
+    it("keeps every integer that fits a Lua integer exact (5.3+)", function()
+      local v = assert(marketplace.decode('{"a":9007199254740993,"b":9223372036854775807,"c":-9223372036854775808,'
+        .. '"d":[12345678901234567,[]],"e":1e300,"f":9223372036854775808,"g":"9007199254740993","h":2.5}'))
+      assert.equals("9007199254740993", v.g)
+      assert.equals(2.5, v.h)
+      assert.equals(1e300, v.e)
+      assert.equals(0, #v.d[2])
+      if not math.type then return end -- 5.1 and LuaJIT: every number is a double
+      assert.equals(9007199254740993, v.a)
+      assert.equals(math.maxinteger, v.b)
+      assert.equals(math.mininteger, v.c)
+      assert.equals(12345678901234567, v.d[1])
+      for _, k in ipairs({ "a", "b", "c" }) do assert.equals("integer", math.type(v[k])) end
+      assert.equals("float", math.type(v.f))                   -- past 2^63: a float
+      assert.equals('[12345678901234567,[]]', core.encode_value(v.d))
     end)
 
     it("answers a decode error for text that is not a JSON object or array; raises on misuse", function()

@@ -65,6 +65,36 @@ describe("retry policy", function()
   end)
 end)
 
+describe("retry jitter", function()
+  -- nginx workers are forked from one master: with Lua's own generator
+  -- (never seeded on 5.1 and LuaJIT, and copied by fork everywhere) every
+  -- worker would wait the same "random" times and retry in step.
+  it("differs between processes forked from one parent", function()
+    local script = os.tmpname()
+    helper.write_file(script, [=[
+      local ffi = require "ffi"
+      ffi.cdef [[ int fork(void); int waitpid(int pid, int *status, int options); ]]
+      local retry = require "vercel.marketplace.retry"
+      math.randomseed(42)
+      local pid = ffi.C.fork()
+      local waits = {}
+      for n = 1, 5 do waits[n] = ("%.9f"):format(retry.delay(3, { kind = "http", status = 503 },
+        { retry_base = 1, max_retry_delay = 60 })) end
+      io.stdout:write((pid == 0 and "child " or "parent ") .. table.concat(waits, " ") .. "\n")
+      io.stdout:flush()
+      if pid == 0 then os.exit(0) end
+      ffi.C.waitpid(pid, ffi.new("int[1]"), 0)
+    ]=])
+    local cpath = os.getenv("VERCEL_MARKETPLACE_LUAJIT_CPATH") or (helper.root .. "/build/luajit/?.so")
+    local ok, out = helper.popen_run(("LUA_CPATH=%q timeout 20 luajit %q 2>&1"):format(cpath .. ";;", script))
+    os.remove(script)
+    assert.is_true(ok, out)
+    local parent, child = out:match("parent ([^\n]+)"), out:match("child ([^\n]+)")
+    assert.truthy(parent and child, out)
+    assert.are_not.equal(parent, child)
+  end)
+end)
+
 describe("retries", function()
   local emu = helper.use_emulator({ token = "test-token" })
 

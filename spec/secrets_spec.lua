@@ -214,6 +214,49 @@ describe("secrets", function()
     assert.equals("bad value val-SECRET-MARKER-51e2b8  [31mfor Bearer [token]", err.api_message)
   end)
 
+  -- Wherever the server puts them: the request id header, JSON escapes
+  -- (\u0041) that the transport's raw cut cannot see, the `limit`
+  -- object (keys too), and a secret that starts with another (cut longest
+  -- first, or the longer one's tail would show).
+  it("cuts them wherever an answer echoes them, however they are written", function()
+    local LONG = SECRET .. "-" .. MARK
+    local function both() return { { name = "A", value = SECRET }, { name = "B", value = LONG } } end
+    local function esc(text) return (text:gsub(".", function(c) return ("\\u%04X"):format(c:byte()) end)) end
+    local body = ('{"error":{"code":"rate_limited","message":"%s %s %s","limit":{"echo":"%s","list":["%s"],"%s":1}}}')
+      :format(esc(TOKEN), esc(LONG), (SECRET:gsub("S", "\\u0053")), SECRET, esc(TOKEN), SECRET)
+    local fault = { status = 429, retry_after = 3600, count = 100, body = body,
+      headers = { ["x-vercel-id"] = "id-" .. TOKEN .. "-" .. LONG } }
+    local calls = {
+      update_secrets = function(i) return i:update_secrets("db_1", both()) end,
+      import_many = function(i)
+        local body_ = import_body()
+        body_.secrets = both()
+        return nil, i:import_many({ { id = "db_1", body = body_ } })[1].err
+      end,
+    }
+    for name, call in pairs(calls) do
+      emu:control("POST", "/_emulator/faults", fault)
+      local inst = installation()
+      local v, err = call(inst)
+      inst:close()
+      assert.is_nil(v, name)
+      assert.equals(429, err.status)
+      assert.equals("[token] [secret] [secret]", err.api_message)
+      assert.equals("id-[token]-[secret]", err.request_id)
+      assert.same({ echo = "[secret]", list = { "[token]" }, ["[secret]"] = 1 }, err.limit)
+      assert_clean(err, name .. " error")
+      emu:control("DELETE", "/_emulator/faults")
+    end
+    assert_clean(lines, "log")
+    -- A successful answer's request id, in the log.
+    emu:control("POST", "/_emulator/faults", { delay = 0, count = 10, headers = { ["x-vercel-id"] = "ok-" .. TOKEN } })
+    local inst = installation()
+    assert(inst:get("db_1"))
+    inst:close()
+    assert.matches("ok%-%[token%]", lines[#lines])
+    assert_clean(lines, "log")
+  end)
+
   it("keeps them off stderr with MARKETPLACE_DEBUG=1, whatever happens", function()
     local script = ([[
       local m = require "vercel.marketplace"

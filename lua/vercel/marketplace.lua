@@ -283,13 +283,11 @@ function Installation:list()
   if not status then return nil, body end
   local v, err = self:_value("object", status, body, meta, "GET", url, attempts)
   if not v then return nil, err end
-  if type(v.resources) ~= "table" then
-    return nil, errors.new("decode", "expected a \"resources\" array", { status = status,
+  if not resource.is_list(v.resources) then
+    return nil, errors.new("decode", "expected a \"resources\" array of objects", { status = status,
       request_id = meta.request_id, method = "GET", path = self:_path(url), attempts = attempts })
   end
-  for _, r in ipairs(v.resources) do
-    if type(r) == "table" then resource.wrap(self, r) end
-  end
+  for _, r in ipairs(v.resources) do resource.wrap(self, r) end
   return v.resources
 end
 

@@ -169,7 +169,7 @@ end
 -- Shorter strings are too likely to occur by chance to be scrubbed; they
 -- rely on messages never quoting an argument.  The same minimums as the
 -- library's (`core.redact`: tokens under 8 bytes, secrets under 4 uncut).
-local MIN_SCRUB, MIN_SECRET = response.MIN_TOKEN_CUT, 4
+local MIN_SCRUB, MIN_SECRET = core.MIN_CUT_TOKEN, core.MIN_CUT_SECRET
 
 -- Whatever may be a token: VERCEL_TOKEN, and whatever follows a literal
 -- `--token` or is glued to it (`--token=T`, `--tokenT`), even where the
@@ -183,19 +183,7 @@ local function tokens_of(args, getenv)
   return list
 end
 
--- The secret values (and per-environment overrides) of a secrets array, or
--- of an update's `{secrets = array}`, added to `out`.
-local function secret_values(list, out)
-  if type(list) == "table" and type(list.secrets) == "table" then list = list.secrets end
-  for _, secret in ipairs(type(list) == "table" and list or {}) do
-    if type(secret) == "table" then
-      out[#out + 1] = secret.value
-      local env = type(secret.environmentOverrides) == "table" and secret.environmentOverrides or {}
-      for _, v in pairs(env) do out[#out + 1] = v end
-    end
-  end
-  return out
-end
+local secret_values = response.secret_values
 
 -- A value as it may be written: as is, inside a JSON string (`"` becomes
 -- `\"`), and as `shown` prints it.

@@ -3,16 +3,25 @@
 -- Every error is a table with a readable `__tostring`:
 --
 --  * `kind`: `"validation"` (nothing was sent), `"http"` (the API answered an
---    error status), `"timeout"`, `"transport"` (the connection failed) or
---    `"decode"` (an answer that is not the JSON it should be);
+--    error status), `"timeout"` (the attempt's deadline passed), `"transport"`
+--    (the connection failed), `"decode"` (an answer that is not the JSON it
+--    should be) or `"interrupted"` (a SIGINT trapped by
+--    `core.trap_interrupt`, as the command line does);
+--  * a batch that stops early raises one (kind `"callback"`: `on_progress`
+--    raised, its error in `cause`; or `"interrupted"`) with `results` (every
+--    item's, each with a `state`: `"done"`, `"failed"`, `"in_flight"` or
+--    `"not_started"`, the last two with an `"aborted"` error) and `counts`;
 --  * `message`: one line in our words;
 --  * where known: `status`, `code` and `api_message` (from the API's
 --    `{"error": {...}}`), `request_id` (the `x-vercel-id` header),
 --    `retry_after` (seconds), `limit` (for `rate_limited`), `method`, `path`,
---    `attempts` (how many requests were made);
+--    `attempts` (how many requests reached the wire, a transport's own
+--    resend on a fresh connection included);
 --  * for validation, `errors`: every problem as `{path = ..., message = ...}`.
 --
--- Messages never hold a request body's values or the token.
+-- Messages never hold a request body's values or the token: what comes from
+-- the server (messages, codes, `limit`, the request id) is cut of the token
+-- and of the secret values the request carried, longest first.
 -- @module vercel.marketplace.error
 local M = {}
 

@@ -46,6 +46,19 @@ function M.wrap(inst, t)
   return setmetatable(t, Resource)
 end
 
+--- Is `v` what `list` can hand out: an array (maybe empty) of JSON objects?
+-- A server that answers `{"resources": [1, 2]}` or `{"resources": {"a": {}}}`
+-- gets a `decode` error, not resources that are not.
+function M.is_list(v)
+  if type(v) ~= "table" then return false end
+  local n = 0
+  for k, item in pairs(v) do
+    if type(k) ~= "number" or type(item) ~= "table" or getmetatable(item) ~= nil then return false end
+    n = n + 1
+  end
+  return n == #v
+end
+
 --- Is `v` a resource object?
 function M.is(v)
   return getmetatable(v) == Resource

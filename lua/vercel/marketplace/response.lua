@@ -46,10 +46,6 @@ function M.decode_object(body)
   return v
 end
 
---- Tokens shorter than this are not cut out of text (they would match
--- ordinary words): the core's `MIN_CUT_TOKEN`.
-M.MIN_TOKEN_CUT = core.MIN_CUT_TOKEN
-
 --- `text` with every occurrence of `what` (plain bytes) replaced by `with`.
 function M.cut(text, what, with)
   if what == "" or not text:find(what, 1, true) then return text end
@@ -64,15 +60,14 @@ function M.cut(text, what, with)
   return table.concat(parts, with)
 end
 
--- The secret values (and per-environment overrides) a request body carried:
--- `secrets` as an array, or an update's `{secrets = array}`; nil when none.
--- The body was validated before it was sent, so it is plain data.
-local function secret_values(request)
-  local list = type(request) == "table" and request.secrets
-  if type(list) == "table" and type(list.secrets) == "table" then list = list.secrets end
-  if type(list) ~= "table" or list[1] == nil then return nil end
-  local out = {}
-  for _, secret in ipairs(list) do
+--- The secret values (and per-environment overrides) in `secrets`, a body's
+-- `secrets` field: an array of secrets, or an update's `{secrets = array}`.
+-- Added to the array `out` (default a new one), which is returned.  Other
+-- shapes hold none (a body that was sent has been validated).
+function M.secret_values(secrets, out)
+  out = out or {}
+  if type(secrets) == "table" and type(secrets.secrets) == "table" then secrets = secrets.secrets end
+  for _, secret in ipairs(type(secrets) == "table" and secrets or {}) do
     if type(secret) == "table" then
       out[#out + 1] = secret.value
       for _, v in pairs(type(secret.environmentOverrides) == "table" and secret.environmentOverrides or {}) do
@@ -90,7 +85,7 @@ end
 -- control characters become spaces, so a hostile answer cannot forge lines
 -- in a log or drive a terminal.
 function M.redact(text, session, request)
-  local secrets = secret_values(request)
+  local secrets = type(request) == "table" and request.secrets and M.secret_values(request.secrets) or nil
   if session then text = session:redact(text, secrets) else text = core.redact(text, nil, secrets) end
   return (text:gsub("%c", " "))
 end
