@@ -453,6 +453,13 @@ static int retryable(CURLcode rc) {
   }
 }
 
+/* libcurl 7.88 ends an answer whose headers pass 300 KB with a receive
+ * error, which would read as a broken connection: it is the server's doing,
+ * and asking again gets the same (the cosocket transport agrees). */
+static int headers_too_large(const mp_answer *a) {
+  return strncmp(a->errbuf, "Too large response headers", 26) == 0;
+}
+
 static int push_failure(lua_State *L, const mp_answer *a, CURLcode rc) {
   char msg[80];
   lua_pushnil(L);
@@ -471,7 +478,7 @@ static int push_failure(lua_State *L, const mp_answer *a, CURLcode rc) {
     lua_pushstring(L, rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "transport");
     lua_pushstring(L, a->errbuf[0] ? a->errbuf : curl_easy_strerror(rc));
   }
-  lua_pushboolean(L, !a->too_large && retryable(rc));
+  lua_pushboolean(L, !a->too_large && retryable(rc) && !headers_too_large(a));
   lua_pushinteger(L, a->sent);
   return 5;
 }

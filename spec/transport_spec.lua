@@ -257,6 +257,20 @@ describe("transport", function()
     end)
   end)
 
+  it("does not retry an answer whose headers pass libcurl's 300 KB: asking again gets the same", function()
+    local inst = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url, retries = 2,
+      retry_base = 0.01 })
+    emu:control("POST", "/_emulator/faults", { method = "GET", status = 200, body = "{}", count = 5,
+      headers = { ["X-Filler-1"] = ("a"):rep(100000), ["X-Filler-2"] = ("b"):rep(100000),
+                  ["X-Filler-3"] = ("c"):rep(100000), ["X-Filler-4"] = ("d"):rep(20000) } })
+    local out, err = inst:list()
+    assert.is_nil(out)
+    assert.equals("transport", err.kind)
+    assert.matches("Too large response headers", err.message, 1, true)
+    assert.equals(1, err.attempts)
+    inst:close()
+  end)
+
   -- A finalizer may run at any allocation, also while the session builds a
   -- call's answer: it may close the session or call it again.  The child
   -- arranges for a collection to start inside the call (a 2 MB answer after
