@@ -33,7 +33,7 @@ local function core_module(define)
   return {
     sources = {
       "csrc/core.c", "csrc/schema.c", "csrc/validate.c", "csrc/encode.c", "csrc/transport.c",
-      "csrc/multi.c",
+      "csrc/multi.c", "csrc/process.c", "csrc/redact.c",
     },
     libraries = { "curl" },
     incdirs = { "$(CURL_INCDIR)" },
