@@ -12,7 +12,7 @@
 ---@alias vercel.marketplace.Ownership "owned"|"linked"|"sandbox"
 ---@alias vercel.marketplace.BillingPlanType "prepayment"|"subscription"
 ---@alias vercel.marketplace.NotificationLevel "info"|"warn"|"error"
----@alias vercel.marketplace.ErrorKind "validation"|"http"|"timeout"|"transport"|"decode"
+---@alias vercel.marketplace.ErrorKind "validation"|"http"|"timeout"|"transport"|"decode"|"interrupted"|"callback"|"aborted"
 ---@alias vercel.marketplace.BodyKind "import"|"update"|"secrets"
 
 -- Request bodies ------------------------------------------------------------
@@ -163,7 +163,16 @@ function Resource:refresh() end
 ---@field errors? vercel.marketplace.Problem[] validation only: every problem
 ---@field method? string
 ---@field path? string
----@field attempts? integer
+---@field attempts? integer requests sent, a transport's own resend included
+---@field cause? any `callback`: what `on_progress` raised
+---@field results? vercel.marketplace.BatchResult[] a stopped batch (`callback`, `interrupted`): every item's
+---@field counts? vercel.marketplace.BatchCounts a stopped batch: how many items are in each state
+
+---@class vercel.marketplace.BatchCounts
+---@field done integer
+---@field failed integer
+---@field in_flight integer sent, outcome unknown
+---@field not_started integer
 
 ---@class vercel.marketplace.error
 local error_module = {}
@@ -216,6 +225,7 @@ function error_module.validation(kind, problems) end
 ---@field ok boolean
 ---@field value? any the call's value when `ok`
 ---@field err? vercel.marketplace.Error when not `ok`
+---@field state? "done"|"failed"|"in_flight"|"not_started" in the `results` of a batch that stopped early
 
 ---@class vercel.marketplace.Installation
 ---@field id string the installation id
