@@ -56,6 +56,9 @@ typedef struct multi {
 
 /* ---------------------------------------------------------------- lifecycle */
 
+/* The batch at 1, open, idle and this process's.  Called once the call's
+ * arguments are checked and what it allocates up front is done: an
+ * allocation may run a finalizer that closes the batch. */
 static multi *check_multi(lua_State *L) {
   multi *mu = (multi *)luaL_checkudata(L, 1, MULTI_MT);
   if (mu->m == NULL || mu->busy.close_pending) luaL_error(L, "attempt to use a closed batch");
@@ -64,6 +67,8 @@ static multi *check_multi(lua_State *L) {
     luaL_error(L, "batch handle used in a process it was not opened in (after fork)");
   return mu;
 }
+
+static multi *to_multi(lua_State *L) { return (multi *)luaL_checkudata(L, 1, MULTI_MT); }
 
 static void slot_free(CURLM *m, slot *s) {
   if (s->easy != NULL) {
@@ -156,13 +161,13 @@ static slot *check_slot(lua_State *L, multi *mu, int arg, int state) {
 /* m:start(slot, method, url [, body [, limit]]): the body is copied, so the
  * caller's string need not outlive the call. */
 static int multi_start(lua_State *L) {
-  multi *mu = check_multi(L);
-  slot *s = check_slot(L, mu, 2, IDLE);
   const char *method = mp_check_method(L, 3);
-  const char *url = mp_check_url(L, 4);
+  const char *url = mp_check_url(L, 4); /* converting a number allocates */
   size_t len = 0;
   const char *body = luaL_optlstring(L, 5, NULL, &len);
   int limit = mp_check_limit(L, 6);
+  multi *mu = check_multi(L);
+  slot *s = check_slot(L, mu, 2, IDLE);
   CURLMcode mc;
   s->req.len = 0;
   if (body != NULL && !mp_buf_add(&s->req, body, len)) return luaL_error(L, "not enough memory");
@@ -230,7 +235,7 @@ static int poll_busy(lua_State *L) {
  * transfer ended, and k (maybe 0), waiting up to `seconds` (default 0) for
  * one when none has.  A trapped SIGINT ends the wait. */
 static int multi_poll(lua_State *L) {
-  multi *mu = check_multi(L);
+  multi *mu = to_multi(L);
   double secs = luaL_optnumber(L, 2, 0);
   lua_settop(L, 3);
   if (lua_isnil(L, 3)) {
@@ -241,8 +246,9 @@ static int multi_poll(lua_State *L) {
   }
   lua_pushnumber(L, secs);
   lua_replace(L, 2);
-  mu->busy.busy = 1;
-  return mp_busy_call(L, &mu->busy, poll_busy, 3, free_multi, mu);
+  mp_busy_push(L, poll_busy, 3);
+  check_multi(L)->busy.busy = 1;
+  return mp_busy_run(L, &mu->busy, 3, free_multi, mu);
 }
 
 static int result_busy(lua_State *L) {
@@ -258,11 +264,13 @@ static int result_busy(lua_State *L) {
 /* m:result(slot) -> status, body, meta | nil, kind, message, retryable, sent,
  * as session:perform; the slot is idle again. */
 static int multi_result(lua_State *L) {
-  multi *mu = check_multi(L);
-  check_slot(L, mu, 2, DONE);
+  multi *mu = to_multi(L);
+  luaL_checkinteger(L, 2);
   lua_settop(L, 2);
+  mp_busy_push(L, result_busy, 2);
+  check_slot(L, check_multi(L), 2, DONE);
   mu->busy.busy = 1;
-  return mp_busy_call(L, &mu->busy, result_busy, 2, free_multi, mu);
+  return mp_busy_run(L, &mu->busy, 2, free_multi, mu);
 }
 
 static const luaL_Reg multi_methods[] = {{"start", multi_start},

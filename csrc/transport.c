@@ -398,8 +398,8 @@ int mp_check_limit(lua_State *L, int arg) {
   lua_Integer n;
   if (lua_isnoneornil(L, arg)) return 0;
   n = luaL_checkinteger(L, arg);
-  luaL_argcheck(L, n >= 1 && n <= 1000, arg, "request limit must be from 1 to 1000");
-  return (int)n;
+  luaL_argcheck(L, n >= 1, arg, "request limit must be 1 or more");
+  return n > 1000000 ? 1000000 : (int)n; /* more is "any" in practice */
 }
 
 void mp_answer_reset(mp_answer *a, int limit) {
@@ -489,7 +489,7 @@ static int push_failure(lua_State *L, const mp_answer *a, CURLcode rc) {
  * JSON-escaped forms are cut after decoding: response.lua, session:redact.) */
 static void push_error_body(lua_State *L, const mp_answer *a, const char *body, size_t len) {
   mp_needle token;
-  token.s = a->token, token.n = a->token_len, token.label = "[token]";
+  token.s = a->token, token.n = a->token_len, token.label = "[token]", token.rank = 1;
   mp_cut(L, body, len, &token, a->token_len >= MP_MIN_CUT_TOKEN);
 }
 
@@ -526,11 +526,16 @@ const char *mp_check_url(lua_State *L, int arg) {
 
 /* ---------------------------------------------------------------- busy */
 
-int mp_busy_call(lua_State *L, mp_busy *b, lua_CFunction f, int nargs, void (*close)(void *), void *owner) {
-  int base = lua_gettop(L), i, rc;
+void mp_busy_push(lua_State *L, lua_CFunction f, int nargs) {
+  int i;
+  luaL_checkstack(L, nargs + 1, "busy call");
   lua_pushcfunction(L, f);
   for (i = 1; i <= nargs; i++) lua_pushvalue(L, i);
-  rc = lua_pcall(L, nargs, LUA_MULTRET, 0);
+}
+
+int mp_busy_run(lua_State *L, mp_busy *b, int nargs, void (*close)(void *), void *owner) {
+  int base = lua_gettop(L) - nargs - 1;
+  int rc = lua_pcall(L, nargs, LUA_MULTRET, 0);
   b->busy = 0;
   if (b->close_pending) close(owner);
   if (rc != 0) return lua_error(L);
@@ -539,8 +544,13 @@ int mp_busy_call(lua_State *L, mp_busy *b, lua_CFunction f, int nargs, void (*cl
 
 /* ---------------------------------------------------------------- session */
 
+/* In a child forked since the handle was made, the inherited connections
+ * are made harmless before libcurl closes them -- or, were some untracked,
+ * the handle is leaked: a leak in a child beats a TLS close_notify written
+ * into the parent's stream. */
 static void session_free(session *s) {
-  if (s->easy != NULL) curl_easy_cleanup(s->easy);
+  int leak = s->easy != NULL && mp_sockets_inherited(&s->socks) && !mp_sockets_disown(&s->socks);
+  if (s->easy != NULL && !leak) curl_easy_cleanup(s->easy);
   s->easy = NULL;
   mp_conf_free(&s->conf);
   mp_buf_free(&s->ans.body);
@@ -591,16 +601,18 @@ static int session_new(lua_State *L) {
 }
 
 /* In a child forked since the handle was made: leave the parent's
- * connections and TLS sessions alone and start on a handle of our own.
- * Should some socket have gone untracked, the old handle is leaked rather
- * than closed: a leak in a child beats a write into the parent's stream. */
+ * connections and TLS sessions alone (session_free) and start on a handle of
+ * our own. */
 static void session_after_fork(lua_State *L, session *s) {
-  if (mp_sockets_disown(&s->socks)) curl_easy_cleanup(s->easy);
-  s->easy = NULL;
+  mp_conf conf = s->conf;
+  memset(&s->conf, 0, sizeof s->conf); /* kept: session_free would free it */
+  session_free(s);
+  s->conf = conf;
   if (!session_handle(s)) luaL_error(L, "curl_easy_init failed");
 }
 
-/* The session at 1, open, idle and owned by this process, marked busy. */
+/* The session at 1, open, idle and owned by this process, marked busy:
+ * called after everything the call allocates up front (mp_busy_push). */
 static session *enter_session(lua_State *L) {
   session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
   if (s->easy == NULL || s->busy.close_pending) luaL_error(L, "attempt to use a closed session");
@@ -611,10 +623,6 @@ static session *enter_session(lua_State *L) {
 }
 
 static void free_session(void *s) { session_free((session *)s); }
-
-static int busy_call(lua_State *L, session *s, lua_CFunction f, int nargs) {
-  return mp_busy_call(L, &s->busy, f, nargs, free_session, s);
-}
 
 /* The settings of a session, for the batch handles made from it (multi.c). */
 const mp_conf *mp_session_conf(lua_State *L, int idx) {
@@ -639,11 +647,13 @@ static int session_perform(lua_State *L) {
   size_t len = 0;
   const char *body = luaL_optlstring(L, 4, NULL, &len); /* pinned on the stack */
   int limit = mp_check_limit(L, 5);
-  session *s = enter_session(L);
+  session *s;
+  mp_busy_push(L, push_answer, 1);
+  s = enter_session(L);
   mp_answer_reset(&s->ans, limit);
   mp_easy_request(s->easy, &s->conf, method, url, body, len);
   s->rc = curl_easy_perform(s->easy);
-  return busy_call(L, s, push_answer, 1);
+  return mp_busy_run(L, &s->busy, 1, free_session, s);
 }
 
 /* session:redact(text [, secrets]) -> text without the session's token (and
@@ -652,14 +662,17 @@ static int redact_text(lua_State *L) {
   session *s = (session *)lua_touserdata(L, 1);
   size_t tlen;
   const char *token = mp_conf_token(&s->conf, &tlen);
-  return mp_redact(L, 2, token, tlen, lua_isnoneornil(L, 3) ? 0 : 3);
+  return mp_redact(L, 2, token, tlen, 0, lua_isnoneornil(L, 3) ? 0 : 3);
 }
 
 static int session_redact(lua_State *L) {
+  session *s;
   luaL_checkstring(L, 2);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
-  return busy_call(L, enter_session(L), redact_text, 3);
+  mp_busy_push(L, redact_text, 3);
+  s = enter_session(L);
+  return mp_busy_run(L, &s->busy, 3, free_session, s);
 }
 
 /* ---------------------------------------------------------------- ids */

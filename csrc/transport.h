@@ -42,7 +42,7 @@ typedef struct mp_answer {
                           what the server receives */
   const char *token;   /* the conf's, cut from the header values we keep */
   size_t token_len;
-  char request_id[128];
+  char request_id[1024]; /* the token cut out; response.request_id keeps 127 */
   char content_type[128];
   char errbuf[CURL_ERROR_SIZE];
 } mp_answer;
@@ -89,13 +89,20 @@ typedef struct mp_busy {
   int busy, close_pending;
 } mp_busy;
 
-/* The busy part of a call, b->busy already set: f with the call's first
- * nargs arguments, protected, because an error raised inside -- memory, or a
- * finalizer's own error, which Lua 5.1 to 5.3 pass on to whatever allocated
- * -- must not leave the handle busy for ever.  Then busy is cleared, a
- * close() asked meanwhile is done (close(owner)), and f's results (or its
- * error) returned. */
-int mp_busy_call(lua_State *L, mp_busy *b, lua_CFunction f, int nargs, void (*close)(void *), void *owner);
+/* A busy call in three steps, so that nothing allocates between checking a
+ * handle and marking it busy (on 5.1 and LuaJIT pushing a function
+ * allocates, and a finalizer run then may close the handle or raise):
+ *   mp_busy_push(L, f, nargs)   f and the call's first nargs arguments;
+ *   check the handle (open, idle, this process's), set b->busy, do the work
+ *                               that allocates nothing Lua owns (a transfer);
+ *   return mp_busy_run(...)     f run protected -- an error inside, memory or
+ *                               a finalizer's own (which Lua 5.1 to 5.3 pass
+ *                               on to whatever allocated), must not leave the
+ *                               handle busy for ever -- then busy cleared, a
+ *                               close() asked meanwhile done (close(owner)),
+ *                               and f's results returned (or its error raised). */
+void mp_busy_push(lua_State *L, lua_CFunction f, int nargs);
+int mp_busy_run(lua_State *L, mp_busy *b, int nargs, void (*close)(void *), void *owner);
 
 /* Adds core.multi to the module table on top of the stack (multi.c). */
 void mp_open_multi(lua_State *L);

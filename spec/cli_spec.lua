@@ -504,6 +504,19 @@ describe("vercel-marketplace (command line)", function()
       assert_cut(v.failures[1].error.limit, out .. err)
     end)
 
+    it("cuts secrets that overlap whole, no tail left behind", function()
+      -- The end of `a` is the start of `b`; res_02's answer echoes both as one run.
+      local a, b = "alpha-secret-XYZW", "XYZW-beta-secret"
+      emu:control("POST", "/_emulator/faults", { method = "PUT", path = ".*/res_02", status = 400,
+        error = { code = "bad_request", message = "got alpha-secret-XYZW-beta-secret" } })
+      local one = body(1)
+      one.id, one.secrets = "res_01", { { name = "A", value = a }, { name = "B", value = b } }
+      local code, out, err = run({ "sync", file({ one, body(2) }) }, { env = env })
+      assert.equals(1, code, err)
+      assert.matches("got [secret]", out .. err, 1, true)
+      for _, part in ipairs({ "alpha", "beta", "XYZW" }) do assert.is_nil((out .. err):find(part, 1, true), out .. err) end
+    end)
+
     it("MARKETPLACE_DEBUG=1 log lines are scrubbed like every other line", function()
       local other = "other-token-from-the-environment"
       emu:control("POST", "/_emulator/faults", { method = "GET", status = 404,

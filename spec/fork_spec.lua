@@ -31,6 +31,11 @@ local function run(who)
 end
 assert(get("p_0") == "p_0")                       -- the parent's kept-alive connection
 local pid = ffi.C.fork()
+if pid == 0 and (MODE == "close" or MODE == "gc") then -- done with the session unused
+  if MODE == "close" then s:close() else s = nil; collectgarbage(); collectgarbage() end
+  io.open(os.getenv("FORK_OUT") .. ".child", "w"):close()
+  ffi.C._exit(0)
+end
 if pid == 0 then
   local out = run("c")
   s:close()
@@ -40,9 +45,9 @@ if pid == 0 then
   ffi.C._exit(0)
 end
 local status = ffi.new("int[1]")
-if MODE == "after" then ffi.C.waitpid(pid, status, 0) end
+if MODE ~= "together" then ffi.C.waitpid(pid, status, 0) end
 local out = run("p")
-if MODE ~= "after" then ffi.C.waitpid(pid, status, 0) end
+if MODE == "together" then ffi.C.waitpid(pid, status, 0) end
 local f = io.open(os.getenv("FORK_OUT") .. ".parent", "w")
 f:write(out, "\n")
 f:close()
@@ -115,6 +120,15 @@ describe("a forked process, over TLS and " .. protocol .. ",", function()
     assert.same({}, crossed(parent))
     assert.equals("false", child[1].reused)   -- not the inherited connection
     assert.equals("true", parent[1].reused)   -- the child's close wrote nothing to it
+  end)
+
+  it("closing or collecting a session it never used leaves the parent's connection intact", function()
+    for _, mode in ipairs({ "close", "gc" }) do
+      local parent = fork(mode)
+      assert.equals(20, #parent)
+      assert.same({}, crossed(parent))
+      assert.equals("true", parent[1].reused, mode)
+    end
   end)
 
   it("never receives an answer meant for the other", function()

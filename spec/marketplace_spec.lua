@@ -75,6 +75,16 @@ describe("vercel.marketplace", function()
     end)
   end)
 
+  it("takes any retries budget: each attempt asks the transport for what is left", function()
+    local big = marketplace.installation("icfg_1", { token = "test-token", retries = 1200, retry_base = 0,
+      max_retry_delay = 0, base_url = "http://127.0.0.1:" .. helper.closed_port() })
+    local out, err = big:list()
+    assert.is_nil(out)
+    assert.equals("transport", err.kind)
+    assert.equals(1201, err.attempts, tostring(err))
+    big:close()
+  end)
+
   describe("import", function()
     it("PUTs the body as JSON and returns the decoded answer", function()
       local out, err = inst:import("db_1", IMPORT)

@@ -483,6 +483,23 @@ describe("inside nginx", function()
       assert.equals(400, err.status)
       assert.equals("no [token]", err.api_message)
     end)
+
+    -- Before the id is shortened to 127 bytes, or a token across the cut
+    -- would keep its first bytes; in decode errors too.
+    it("cut the token out of a request id that echoes it, as libcurl does", function()
+      local echo = ("A"):rep(110) .. TOKEN
+      for _, where in ipairs({ "nginx", "libcurl" }) do
+        fault(emu, { status = 400, error = { code = "bad", message = "no" }, headers = { ["x-vercel-id"] = echo } })
+        fault(emu, { status = 200, body = "not json", headers = { ["x-vercel-id"] = "iad1::" .. TOKEN } })
+        local call = { op = "get", args = { "r1" } }
+        local _, http = (where == "nginx" and in_nginx or in_process)(call)
+        local _, decode = (where == "nginx" and in_nginx or in_process)(call)
+        assert.equals(("A"):rep(110) .. "[token]", http.request_id, where)
+        assert.equals("decode", decode.kind, where)
+        assert.equals("iad1::[token]", decode.request_id, where)
+        emu:control("DELETE", "/_emulator/faults")
+      end
+    end)
   end)
 
   -- Attempts bounded in time and memory, whatever the server does.

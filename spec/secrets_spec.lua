@@ -248,6 +248,30 @@ describe("secrets", function()
       emu:control("DELETE", "/_emulator/faults")
     end
     assert_clean(lines, "log")
+    -- An id longer than the 127 bytes kept, the secret across the cut; a
+    -- decode error's id; two secrets that overlap, echoed as one run.
+    local TAIL = SECRET:sub(-6) .. "-TAIL-" .. MARK -- starts with SECRET's end
+    local function three() return { { name = "A", value = SECRET }, { name = "B", value = TAIL } } end
+    local cases = {
+      { fault = { status = 400, error = { code = "bad", message = "no" }, headers = { ["x-vercel-id"] = ("A"):rep(100) .. LONG } },
+        call = function(i) return i:update_secrets("db_1", both()) end },
+      { fault = { status = 200, body = "not json", headers = { ["x-vercel-id"] = "iad1::" .. LONG } },
+        call = function(i) return i:update("db_1", { secrets = both() }) end, kind = "decode" },
+      { fault = { status = 400, error = { code = "bad", message = "got " .. SECRET:sub(1, -7) .. TAIL } },
+        call = function(i) return i:update_secrets("db_1", three()) end, message = "got [secret]" },
+    }
+    for n, case in ipairs(cases) do
+      emu:control("POST", "/_emulator/faults", case.fault)
+      local inst = installation()
+      local v, err = case.call(inst)
+      inst:close()
+      assert.is_nil(v, n)
+      assert.equals(case.kind or "http", err.kind, n)
+      if case.message then assert.equals(case.message, err.api_message) end
+      assert_clean(err, "case " .. n)
+      emu:control("DELETE", "/_emulator/faults")
+    end
+    assert_clean(lines, "log")
     -- A successful answer's request id, in the log.
     emu:control("POST", "/_emulator/faults", { delay = 0, count = 10, headers = { ["x-vercel-id"] = "ok-" .. TOKEN } })
     local inst = installation()

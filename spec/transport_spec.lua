@@ -322,6 +322,50 @@ describe("transport", function()
       assert.matches("after=attempt to use a closed session", out, 1, true)
     end)
 
+    -- On 5.1 and LuaJIT a finalizer's error reaches whatever allocated,
+    -- and pushing a C function allocates: none of that may happen between
+    -- marking a handle busy and the protected call that clears it.
+    it("stays usable when a finalizer raises as a call starts (LuaJIT)", function()
+      local script = os.tmpname()
+      helper.write_file(script, [[
+        local core = require "vercel.marketplace.core"
+        local s = core.session { token = "tok-0123456789abcdef" }
+        local m = core.multi(s, 2)
+        local function bomb()
+          local p = newproxy(true)
+          getmetatable(p).__gc = function() error("finalizer error") end
+        end
+        local function settle(f, ...)
+          for _ = 1, 5 do pcall(collectgarbage) end
+          local ok, err = pcall(f, ...)
+          for _ = 1, 100 do
+            if ok or not tostring(err):find("finalizer error") then break end
+            ok, err = pcall(f, ...)
+          end
+          return ok, err
+        end
+        collectgarbage("setpause", 100); collectgarbage("setstepmul", 400)
+        for i = 1, 20000 do
+          pcall(bomb)
+          if not pcall(s.redact, s, "text") then
+            local ok, err = settle(s.redact, s, "again")
+            if not ok then print("session, iteration " .. i .. ": " .. tostring(err)) return end
+          end
+          pcall(bomb)
+          if not pcall(m.poll, m, 0) then
+            local ok, err = settle(m.poll, m, 0)
+            if not ok then print("batch, iteration " .. i .. ": " .. tostring(err)) return end
+          end
+        end
+        print("usable")
+      ]])
+      local cpath = os.getenv("VERCEL_MARKETPLACE_LUAJIT_CPATH") or (helper.root .. "/build/luajit/?.so")
+      local ok, out = helper.popen_run(("LUA_CPATH=%q timeout 60 luajit %q 2>&1"):format(cpath .. ";;", script))
+      os.remove(script)
+      assert.is_true(ok, out)
+      assert.equals("usable\n", out)
+    end)
+
     it("refuses a call a finalizer makes meanwhile: installation busy", function()
       local out = run("reenter")
       if not out then return pending("Lua 5.1 and LuaJIT do not collect inside the call here") end

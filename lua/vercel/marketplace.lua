@@ -220,17 +220,17 @@ end
 -- the request's secret values anyway, since the server's words are in it.
 function Installation:_log_attempt(method, url, attempts, started, status, body, meta, request)
   local outcome = status and tostring(status) or (body .. ": " .. tostring(meta))
-  local rid = status and meta.request_id and (" " .. meta.request_id) or ""
+  local rid = status and meta.request_id and (" " .. response.request_id(meta, self._session, request)) or ""
   local line = ("vercel.marketplace: %s %s -> %s (attempt %d, %.0f ms)%s"):format(
     method, self:_path(url), outcome, attempts, (core.now() - started) * 1000, rid)
   self._log(response.redact(line, self._session, request))
 end
 
 --- The value of a 2xx answer to `method url` after `attempts`, or nil and
--- its decode error.
+-- its decode error (redacted of `request`'s secrets, the body table sent).
 -- @local
-function Installation:_value(answer, status, body, meta, method, url, attempts)
-  local v, err = response.value(answer, status, body, meta)
+function Installation:_value(answer, status, body, meta, method, url, attempts, request)
+  local v, err = response.value(answer, status, body, meta, self._session, request)
   if v == nil then err.method, err.path, err.attempts = method, self:_path(url), attempts end
   return v, err
 end
@@ -241,7 +241,7 @@ function Installation:_run(op, id, body)
   if not method then return nil, url end
   local status, resp, meta, attempts = self:_send(method, url, json, body)
   if not status then return nil, resp end
-  return self:_value(OPS[op].answer, status, resp, meta, method, url, attempts)
+  return self:_value(OPS[op].answer, status, resp, meta, method, url, attempts, body)
 end
 
 --- Import (upsert) a resource: `PUT /v1/installations/{id}/resources/{rid}`.
@@ -285,7 +285,8 @@ function Installation:list()
   if not v then return nil, err end
   if not resource.is_list(v.resources) then
     return nil, errors.new("decode", "expected a \"resources\" array of objects", { status = status,
-      request_id = meta.request_id, method = "GET", path = self:_path(url), attempts = attempts })
+      request_id = response.request_id(meta, self._session), method = "GET", path = self:_path(url),
+      attempts = attempts })
   end
   for _, r in ipairs(v.resources) do resource.wrap(self, r) end
   return v.resources

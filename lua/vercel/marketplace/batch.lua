@@ -179,7 +179,7 @@ end
 
 -- The value of a 2xx answer, or its decode error.
 function Run:succeeded(req, status, body, meta)
-  local v, err = self.inst:_value(self.answer, status, body, meta, req.method, req.url, req.attempt)
+  local v, err = self.inst:_value(self.answer, status, body, meta, req.method, req.url, req.attempt, req.body)
   if v == nil then return self:settle(req.i, false, err) end
   self:settle(req.i, true, v)
 end

@@ -230,11 +230,15 @@ function Scrubber:cut(s)
       for _, f in ipairs(self.index[key]) do found[#found + 1] = f end
     end
   end
-  -- Longest first: a value holding another (a secret that is a prefix of
-  -- another, say) is cut whole, its tail not left behind.
-  table.sort(found, function(a, b) return #a > #b end)
-  for _, f in ipairs(found) do s = response.cut(s, f, self.mark[f]) end
-  return s
+  if not found[1] then return s end
+  -- The core's cut: every byte of every match, so a value holding another or
+  -- overlapping another's end is cut whole, no tail left behind.
+  local tokens, secrets = {}, {}
+  for _, f in ipairs(found) do
+    local into = self.mark[f] == "[token]" and tokens or secrets
+    into[#into + 1] = f
+  end
+  return core.redact(s, tokens, secrets)
 end
 
 local Ctx = {}

@@ -48,12 +48,13 @@ M.MAX_HEADER_LINE = 100 * 1024
 M.MAX_HEADERS = 300 * 1024
 local LINE_PIECE = 16 * 1024 -- a line is read this much at a time, at most
 local READ_CHUNK = 64 * 1024 -- a body without a length, likewise
-local FIELD_MAX = 127 -- the C session keeps 127 bytes of x-vercel-id and content-type
+local FIELD_MAX = 127 -- the C session keeps 127 bytes of content-type
+local REQUEST_ID_MAX = 1023 -- and 1023 of x-vercel-id, cut first, shortened by response.request_id
 
 -- As the C session does: printable ASCII only, so a hostile server cannot
 -- put control characters into error messages and log lines.
-local function printable(value)
-  return (value:sub(1, FIELD_MAX):gsub("[^\32-\126]", "?"))
+local function printable(value, max)
+  return (value:sub(1, max or FIELD_MAX):gsub("[^\32-\126]", "?"))
 end
 
 -- The token lives only in the prebuilt request headers and here, kept
@@ -170,7 +171,7 @@ local function add_header(head, line)
   local name, value = line:match("^([^:]+):(.*)$")
   if not name then return end
   name, value = name:lower(), trim(value)
-  if name == "x-vercel-id" then head.request_id = printable(value)
+  if name == "x-vercel-id" then head.request_id = printable(value, REQUEST_ID_MAX)
   elseif name == "content-type" then head.content_type = printable(value)
   elseif name == "retry-after" then head.ra = parse_retry_after(value)
   elseif name == "retry-after-ms" then head.ra_ms = parse_retry_after(value) / 1000
@@ -397,7 +398,9 @@ local function exchange(a)
   if to_close or head.close or head.version == "1.0" then sock:close() else sock:setkeepalive() end
   local ra = head.ra_ms >= 0 and head.ra_ms or head.ra
   return head.status, data, {
-    request_id = head.request_id, content_type = head.content_type,
+    -- An echo of the token is cut here, as the C session does: the id reaches
+    -- error objects and log lines.
+    request_id = head.request_id and core.redact(head.request_id, token_of[s]), content_type = head.content_type,
     retry_after = ra >= 0 and ra or nil, reused = reused,
   }
 end
@@ -447,7 +450,7 @@ end
 
 --- session:perform(method, url[, body[, limit]]) -> status, body, meta |
 -- nil, kind, message, retryable, sent.  `limit`: how many requests the call
--- may send (1 to 1000; default any).  Misuse (a closed session, a bad
+-- may send (1 or more; default any).  Misuse (a closed session, a bad
 -- method, URL or limit) raises.
 function Session:perform(method, url, body, limit)
   if self.closed then error("attempt to use a closed session", 2) end
@@ -456,8 +459,8 @@ function Session:perform(method, url, body, limit)
     error("bad argument #2 to 'perform' (URL must not contain spaces, CR, LF or NUL)", 2)
   end
   if body ~= nil and type(body) ~= "string" then error("bad argument #3 to 'perform' (string expected)", 2) end
-  if limit ~= nil and not (type(limit) == "number" and limit % 1 == 0 and limit >= 1 and limit <= 1000) then
-    error("bad argument #4 to 'perform' (request limit must be from 1 to 1000)", 2)
+  if limit ~= nil and not (type(limit) == "number" and limit % 1 == 0 and limit >= 1) then
+    error("bad argument #4 to 'perform' (request limit must be 1 or more)", 2)
   end
   local scheme, host, port, authority, path = split_url(url)
   if not scheme then

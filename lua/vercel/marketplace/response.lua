@@ -46,20 +46,6 @@ function M.decode_object(body)
   return v
 end
 
---- `text` with every occurrence of `what` (plain bytes) replaced by `with`.
-function M.cut(text, what, with)
-  if what == "" or not text:find(what, 1, true) then return text end
-  local parts, from = {}, 1
-  while true do
-    local i, j = text:find(what, from, true)
-    if not i then break end
-    parts[#parts + 1] = text:sub(from, i - 1)
-    from = j + 1
-  end
-  parts[#parts + 1] = text:sub(from)
-  return table.concat(parts, with)
-end
-
 --- The secret values (and per-environment overrides) in `secrets`, a body's
 -- `secrets` field: an array of secrets, or an update's `{secrets = array}`.
 -- Added to the array `out` (default a new one), which is returned.  Other
@@ -90,6 +76,17 @@ function M.redact(text, session, request)
   return (text:gsub("%c", " "))
 end
 
+local REQUEST_ID_MAX = 127
+
+--- The answer's request id (`x-vercel-id`) fit for an error or a log line:
+-- redacted as `redact` does, then at most 127 bytes.  The transports keep
+-- up to 1023 so that a value is cut whole before the id is shortened.
+function M.request_id(meta, session, request)
+  local id = meta.request_id
+  if not id then return nil end
+  return M.redact(id, session, request):sub(1, REQUEST_ID_MAX)
+end
+
 local MAX_LIMIT_DEPTH = 8
 
 -- A copy of the server's `limit` object with every string redacted (its
@@ -114,7 +111,7 @@ function M.http_error(status, body, meta, request, session)
   local function cut(v)
     if type(v) == "string" then return M.redact(v, session, request) end
   end
-  local e = { status = status, request_id = cut(meta.request_id), retry_after = meta.retry_after }
+  local e = { status = status, request_id = M.request_id(meta, session, request), retry_after = meta.retry_after }
   local v = M.decode_object(body)
   local api = v and v.error
   if type(api) == "table" then
@@ -135,14 +132,15 @@ end
 
 --- The value of a successful answer: `"object"` answers are decoded JSON
 -- objects, `"none"` answers (204, 201 without a body) are `true`.
+-- `session` and `request` redact a decode error as `http_error`.
 -- @return the value, or nil and a `decode` error (the caller adds `method`
 --  and `path`, as to the errors of `failure`)
-function M.value(answer, status, body, meta)
+function M.value(answer, status, body, meta, session, request)
   if answer == "none" then return true end
   local v, why = M.decode_object(body)
   if v then return v end
   return nil, errors.new("decode", ("expected a JSON object, got %s"):format(why), {
-    status = status, request_id = meta.request_id,
+    status = status, request_id = M.request_id(meta, session, request),
   })
 end
 
