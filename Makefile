@@ -123,9 +123,11 @@ fuzz: fuzz-build
 	done
 
 # The core with AddressSanitizer and UBSan, and the whole suite on Lua 5.4
-# with it: the ASan runtime is preloaded into lua5.4 only (fuzz/unpreload.c
-# keeps it out of the children; a child lua5.4 gets it from the wrapper that
-# comes first on PATH).  Leaks: LeakSanitizer, fuzz/lsan.supp.
+# with it: the ASan runtime is preloaded into lua5.4 (fuzz/unpreload.c keeps
+# it out of the children; a child lua5.4 gets it from the wrapper that comes
+# first on PATH) and into nginx, whose LuaJIT loads the core built with ASan
+# too (the emulator, the openresty specs).  Leaks: LeakSanitizer (not in
+# nginx), fuzz/lsan.supp.
 ASAN_CC    ?= gcc
 # CI may pass a subset (ASAN_SPECS, VALGRIND_SPECS): the specs that drive the C core.
 ASAN_SPECS ?= spec
@@ -140,30 +142,81 @@ $(BUILD)/asan/unpreload.so: fuzz/unpreload.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -fPIC -shared -o $@ $<
 
+# The same core for nginx's LuaJIT (the emulator, the openresty specs).
+$(BUILD)/asan/luajit/vercel/marketplace/core.so: $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_FLAGS) $(XCFLAGS) -I$(LUAJIT_INCDIR) -I$(CURL_INCDIR) -shared -o $@ $(SRCS) -lcurl
+
 # The wrapper keeps its own name in argv[0], so specs that start arg[-1]
 # start it again; include/ makes its directory a Lua prefix for LuaRocks.
+# A child luajit gets it the same way (specs that fork in LuaJIT load the
+# LuaJIT core built with ASan: VERCEL_MARKETPLACE_LUAJIT_CPATH).
+# nginx gets the runtime from its own wrapper (VERCEL_MARKETPLACE_NGINX),
+# without LeakSanitizer: nginx frees nothing when it exits, and LSan's tracer
+# crashes now and then in an exiting nginx (1 in ~50).
 $(BUILD)/asan/bin/lua5.4: $(BUILD)/asan/unpreload.so Makefile
 	@mkdir -p $(@D) $(BUILD)/asan/include
 	ln -sfn /usr/include/lua5.4 $(BUILD)/asan/include/lua5.4
 	printf '#!/bin/bash\nLD_PRELOAD="%s %s" exec -a "$$0" /usr/bin/lua5.4 "$$@"\n' \
 	  "$(ASAN_RT)" "$(abspath $(BUILD))/asan/unpreload.so" > $@
-	chmod +x $@
+	printf '#!/bin/bash\nLD_PRELOAD="%s %s" exec -a "$$0" %s "$$@"\n' \
+	  "$(ASAN_RT)" "$(abspath $(BUILD))/asan/unpreload.so" "$$(command -v luajit)" > $(@D)/luajit
+	printf '#!/bin/bash\nASAN_OPTIONS="$$ASAN_OPTIONS:detect_leaks=0" LD_PRELOAD="%s" exec -a "$$0" %s "$$@"\n' \
+	  "$(ASAN_RT)" "$${VERCEL_MARKETPLACE_NGINX:-$$(command -v nginx || echo /usr/sbin/nginx)}" > $(@D)/nginx
+	chmod +x $@ $(@D)/luajit $(@D)/nginx
 
-asan: $(call core_so,luajit) $(BUILD)/asan/5.4/vercel/marketplace/core.so $(BUILD)/asan/bin/lua5.4
+# MP_SANITIZER (asan, valgrind) and MP_SLOW (how many times slower the code
+# runs: a spec may scale a time bound by it, never what it asserts) are set
+# for the specs in both runs.
+# Reports go to $(BUILD)/asan/log (one file a process), so a child's report
+# fails the run too, whatever the spec that started it checks.
+ASAN_LOGS = $(abspath $(BUILD))/asan/log
+asan: $(BUILD)/asan/luajit/vercel/marketplace/core.so $(BUILD)/asan/5.4/vercel/marketplace/core.so $(BUILD)/asan/bin/lua5.4
 	@echo "== busted on lua5.4 with ASan + UBSan + LSan"
-	@set -o pipefail; $(call tree_env,asan/5.4) HOSTILE_SKIP_RSS=1 PATH="$(abspath $(BUILD))/asan/bin:$$PATH" \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1 \
+	@rm -rf $(ASAN_LOGS); mkdir -p $(ASAN_LOGS)
+	@set -o pipefail; $(call tree_env,asan/5.4) HOSTILE_SKIP_RSS=1 MP_SANITIZER=asan MP_SLOW=3 PATH="$(abspath $(BUILD))/asan/bin:$$PATH" \
+	  VERCEL_MARKETPLACE_LUAJIT_CPATH="$(abspath $(BUILD))/asan/luajit/?.so" \
+	  VERCEL_MARKETPLACE_NGINX="$(abspath $(BUILD))/asan/bin/nginx" \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:log_path=$(ASAN_LOGS)/asan \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp:print_suppressions=0 \
-	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(BUILD)/asan/bin/lua5.4 $(BUSTED) $(ASAN_SPECS) 2>&1 | tee $(BUILD)/test-asan.log
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(ASAN_LOGS)/ubsan \
+	  $(BUILD)/asan/bin/lua5.4 $(BUSTED) $(ASAN_SPECS) 2>&1 | tee $(BUILD)/test-asan.log; status=$$?; \
+	  bad=$$(find $(ASAN_LOGS) -type f -size +0); \
+	  for f in $$bad; do echo "== $$f:"; cat $$f; done | tee -a $(BUILD)/test-asan.log; \
+	  echo "== asan: $$(echo $$bad | wc -w) processes with a report"; \
+	  [ $$status -eq 0 ] && [ -z "$$bad" ]
 
-# The whole 5.4 suite under valgrind (the lua5.4 process only, not the
-# emulator or other children): no definite leak, no memory error.
+# The whole 5.4 suite under valgrind: the lua5.4 that runs busted, and every
+# lua5.4 it starts (the command line, the examples, README blocks) through
+# the wrapper first on PATH; specs that start arg[-1] get the wrapper too
+# (LUA_INIT_5_4: valgrind cannot keep the wrapper's name in argv[0]).  Not
+# traced: nginx (the emulator and the openresty specs) and other programs.
+# A memory error or definite leak fails the run: the busted process's at
+# once, a child's through its log in $(BUILD)/valgrind/log (not its exit
+# status, which specs check).
 VALGRIND ?= valgrind
 VALGRIND_SPECS ?= spec
-valgrind: $(call core_so,luajit) $(call core_so,5.4)
+VALGRIND_FLAGS = --quiet --trace-children=no --leak-check=full --errors-for-leak-kinds=definite \
+                 --show-leak-kinds=definite --suppressions=$(CURDIR)/fuzz/valgrind.supp
+VG_LOGS = $(abspath $(BUILD))/valgrind/log
+
+# include/ makes the wrapper's directory a Lua prefix for LuaRocks.
+$(BUILD)/valgrind/bin/lua5.4: Makefile
+	@mkdir -p $(@D) $(BUILD)/valgrind/include
+	ln -sfn /usr/include/lua5.4 $(BUILD)/valgrind/include/lua5.4
+	printf '#!/bin/bash\nexec %s %s --log-file=%s/%%p.log /usr/bin/lua5.4 "$$@"\n' \
+	  "$(VALGRIND)" "$(VALGRIND_FLAGS)" "$(VG_LOGS)" > $@
+	chmod +x $@
+
+valgrind: $(call core_so,luajit) $(call core_so,5.4) $(BUILD)/valgrind/bin/lua5.4
 	@echo "== busted on lua5.4 under valgrind"
-	@set -o pipefail; $(call tree_env,5.4) HOSTILE_SKIP_RSS=1 $(VALGRIND) --quiet --trace-children=no --leak-check=full \
-	  --errors-for-leak-kinds=definite --show-leak-kinds=definite --error-exitcode=1 \
-	  --suppressions=$(CURDIR)/fuzz/valgrind.supp \
-	  $(LUA) $(BUSTED) $(VALGRIND_SPECS) 2>&1 | tee $(BUILD)/test-valgrind.log
+	@rm -rf $(VG_LOGS); mkdir -p $(VG_LOGS)
+	@set -o pipefail; $(call tree_env,5.4) HOSTILE_SKIP_RSS=1 MP_SANITIZER=valgrind MP_SLOW=20 \
+	  PATH="$(abspath $(BUILD))/valgrind/bin:$$PATH" \
+	  LUA_INIT_5_4='arg[-1] = "$(abspath $(BUILD))/valgrind/bin/lua5.4"' \
+	  $(VALGRIND) $(VALGRIND_FLAGS) --error-exitcode=1 \
+	  /usr/bin/lua5.4 $(BUSTED) $(VALGRIND_SPECS) 2>&1 | tee $(BUILD)/test-valgrind.log; status=$$?; \
+	  n=$$(ls $(VG_LOGS) | wc -l); bad=$$(find $(VG_LOGS) -type f -size +0); \
+	  for f in $$bad; do echo "== valgrind, child lua5.4 $$f:"; cat $$f; done | tee -a $(BUILD)/test-valgrind.log; \
+	  echo "== valgrind: $$n child lua5.4 processes traced, $$(echo $$bad | wc -w) with errors"; \
+	  [ $$status -eq 0 ] && [ -z "$$bad" ]

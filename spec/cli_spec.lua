@@ -690,8 +690,11 @@ describe("vercel-marketplace (command line)", function()
 
     it("before the first request: exit 130, kind interrupted, nothing sent", function()
       -- The interpreter's own handler stops the Lua code once the read ends.
-      local job = start({ "sync", "-", "--json" }, { env = env, feed = "sleep 1; echo '[]'" })
-      helper.sleep(0.3)
+      -- The signal must come while the command waits for its input, after
+      -- it has started: later under valgrind (MP_SLOW), which starts slower.
+      local slow = tonumber(os.getenv("MP_SLOW")) or 1
+      local job = start({ "sync", "-", "--json" }, { env = env, feed = ("sleep %g; echo '[]'"):format(0.3 * slow + 0.7) })
+      helper.sleep(0.3 * slow)
       local code, out, err = job.interrupt()
       assert.equals(130, code, err)
       local e = cjson.decode(out).error
