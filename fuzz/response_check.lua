@@ -25,7 +25,8 @@ local function check_integers(t, depth, seen, placeholders)
   seen[t] = true
   for k, v in next, t do
     if type(v) == "table" then check_integers(v, depth + 1, seen, placeholders)
-    elseif math.type(v) == "float" and math.tointeger(v) and v ~= math.maxinteger + 1.0 then
+    elseif math.type(v) == "float" and math.tointeger(v) and v ~= math.maxinteger + 1.0
+        and v ~= math.mininteger + 0.0 then -- -2^63: what -9223372036854775809 rounds to, out of range
       fail("integerize left %s at key %s", tostring(v), tostring(k))
     elseif v == PLACEHOLDER and not placeholders then
       fail("an empty-array placeholder was left at key %s", tostring(k))
@@ -73,15 +74,16 @@ return function(status, body, flags)
   local f = response.failure(status, body, meta)
   if f.kind ~= "http" then fail("failure: kind %s", tostring(f.kind)) end
   local t = response.failure(nil, "transport", body)
-  if t.kind ~= "transport" or t.message ~= body then fail("failure: transport") end
+  -- A transport's message is the server's text too: control characters become spaces.
+  if t.kind ~= "transport" or t.message ~= (body:gsub("%c", " ")) then fail("failure: transport") end
   tostring(t)
 
-  local val, err = response.value("object", status, body, meta, "GET", "/v1/x")
+  local val, err = response.value("object", status, body, meta)
   if val == nil then
     if not errors.is(err) or err.kind ~= "decode" or err.status ~= status then fail("value: bad error") end
     tostring(err)
   elseif type(val) ~= "table" then
     fail("value: a %s", type(val))
   end
-  if response.value("none", status, body, meta, "DELETE", "/v1/x") ~= true then fail("value none") end
+  if response.value("none", status, body, meta) ~= true then fail("value none") end
 end

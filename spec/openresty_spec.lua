@@ -192,40 +192,6 @@ end
 return M
 ]==]
 
--- DNS for the app's /dns/ locations: names whose first label starts with "nx" do
--- not exist (NXDOMAIN); every other query goes unanswered.
-local SILENT_DNS = [[
-use strict; use IO::Socket::INET;
-my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'udp') or die "socket: $!";
-$| = 1; print "port ", $s->sockport, "\n";
-my $end = time + 600;
-while (time < $end) {
-  my $rin = ''; vec($rin, fileno($s), 1) = 1;
-  next unless select(my $rout = $rin, undef, undef, 1);
-  my $q; my $peer = $s->recv($q, 512); next unless defined $peer && length($q) > 14;
-  next unless substr($q, 13, 2) eq 'nx';
-  $s->send(pack('n6', unpack('n', $q), 0x8183, 1, 0, 0, 0) . substr($q, 12), 0, $peer);
-}
-]]
-
--- {port, stop}: SILENT_DNS, stopped by pid.
-local function start_silent_dns(dir)
-  local script, out = dir .. "/dns.pl", dir .. "/dns.out"
-  local f = assert(io.open(script, "wb"))
-  f:write(SILENT_DNS)
-  f:close()
-  local pid = assert(helper.spawn("exec perl " .. helper.shell_quote(script) .. " >" .. helper.shell_quote(out)
-    .. " 2>&1 </dev/null"))
-  local dns = { stop = function() helper.execute("kill -TERM " .. pid .. " 2>/dev/null") end }
-  for _ = 1, 100 do
-    dns.port = tonumber((helper.read_file(out) or ""):match("port (%d+)"))
-    if dns.port then return dns end
-    helper.sleep(0.05)
-  end
-  dns.stop()
-  error("DNS stub did not start: " .. tostring(helper.read_file(out)))
-end
-
 -- A process's resident memory (VmRSS) and its peak (VmHWM), in KB.
 local function memory(pid)
   local status = helper.read_file("/proc/" .. pid .. "/status") or ""
@@ -290,7 +256,7 @@ describe("inside nginx", function()
     os.remove(tmp)
     assert(helper.execute("mkdir -m 700 " .. helper.shell_quote(tmp)))
     write(tmp .. "/app.lua", APP)
-    silent_dns = start_silent_dns(tmp)
+    silent_dns = helper.start_dns({ silent = true }) -- for the app's /dns/ locations
     app = helper.start_nginx(app_conf({ url = emu.url, token = TOKEN, icfg = ICFG, ua = UA }, cert.cert, dns.port,
       silent_dns.port), { lua_path = tmp })
   end)

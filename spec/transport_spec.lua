@@ -378,13 +378,19 @@ describe("transport", function()
   -- The command line traps SIGINT (core.trap_interrupt): a call in flight
   -- or waiting to retry ends at once, as kind "interrupted".
   describe("SIGINT, trapped", function()
-    -- The child in the background with SIGINT at its default (sh starts
-    -- background jobs with it ignored), interrupted `after` seconds after it
-    -- says "ready" (once its trap is set).  -> its output, and the
+    -- `code` in a child in the background with SIGINT at its default (sh
+    -- starts background jobs with it ignored), after lines that set `m`
+    -- and `core`, trap SIGINT and say "ready"; interrupted `after` seconds
+    -- after that.  -> its output, and the
     -- milliseconds from the signal to its end.
     local function interrupt(code, after)
       local file, out, done = os.tmpname(), os.tmpname(), os.tmpname()
-      helper.write_file(file, code)
+      helper.write_file(file, [[
+        local m = require "vercel.marketplace"
+        local core = require "vercel.marketplace.core"
+        assert(core.trap_interrupt())
+        print("ready") io.stdout:flush()
+      ]] .. code)
       os.remove(done)
       local pid = tonumber(helper.capture(("sh -c '(env --default-signal=INT timeout 30 %s %s >%s 2>&1; echo \"exit $?\" >%s) >/dev/null 2>&1 & echo $!'")
         :format(helper.lua_bin, file, out, done)))
@@ -408,10 +414,6 @@ describe("transport", function()
     it("ends a call in flight and a wait before a retry within a second", function()
       emu:control("POST", "/_emulator/faults", { method = "GET", action = "hang" })
       local text, ms = interrupt(([[
-        local m = require "vercel.marketplace"
-        local core = require "vercel.marketplace.core"
-        assert(core.trap_interrupt())
-        print("ready") io.stdout:flush()
         local inst = m.installation("icfg_1", { token = "test-token", base_url = %q })
         local out, err = inst:list()
         print(err.kind, err.attempts, core.interrupted())
@@ -422,10 +424,6 @@ describe("transport", function()
       emu:control("POST", "/_emulator/faults", { method = "GET", status = 503, retry_after = 20 })
       local before = #emu:requests()
       text, ms = interrupt(([[
-        local m = require "vercel.marketplace"
-        local core = require "vercel.marketplace.core"
-        assert(core.trap_interrupt())
-        print("ready") io.stdout:flush()
         local inst = m.installation("icfg_1", { token = "test-token", base_url = %q, max_retry_delay = 30 })
         local out, err = inst:list()
         print(err.kind, err.attempts)
@@ -438,10 +436,6 @@ describe("transport", function()
     it("stops a batch, saying what became of every item", function()
       emu:control("POST", "/_emulator/faults", { method = "PUT", path = "/v1/installations/icfg_1/resources/db_1[0-9]", delay = 20, count = 10 })
       local text, ms = interrupt(([[
-        local m = require "vercel.marketplace"
-        local core = require "vercel.marketplace.core"
-        assert(core.trap_interrupt())
-        print("ready") io.stdout:flush()
         local inst = m.installation("icfg_1", { token = "test-token", base_url = %q })
         local items = {}
         for i = 1, 30 do items[i] = { id = "db_" .. i, body = { productId = "p", name = "n", status = "ready" } } end
