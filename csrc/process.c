@@ -132,7 +132,7 @@ static int core_now(lua_State *L) {
 static int core_sleep(lua_State *L) {
   double secs = luaL_checknumber(L, 1);
   struct timespec ts;
-  if (!(secs > 0)) return 0;
+  if (!(secs > 0) || got_sigint) return 0; /* a SIGINT before the call ends the wait too */
   if (secs > 2147483647.0) secs = 2147483647.0; /* casting inf or 2^63 to time_t is undefined */
   ts.tv_sec = (time_t)secs;
   ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);

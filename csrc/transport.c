@@ -110,25 +110,23 @@ static int header_kind(const char *line, size_t len) {
   }
 }
 
-/* The token cut out of a header value we keep, in place ("[token]" is
- * shorter than any token that is cut): an echo of it in x-vercel-id would
- * otherwise reach request_id, error messages and log lines. */
-static void cut_token(char *v, const mp_answer *a) {
-  char *hit;
-  size_t n = strlen(v), label = sizeof "[token]" - 1;
-  if (a->token_len < MP_MIN_CUT_TOKEN) return;
-  while ((hit = strstr(v, a->token)) != NULL) {
-    memcpy(hit, "[token]", label);
-    memmove(hit + label, hit + a->token_len, n - (size_t)(hit - v) - a->token_len + 1);
-    n -= a->token_len - label;
-  }
+/* x-vercel-id as it came, without its line end, or "" when longer than we
+ * keep: its bytes are redacted in Lua (token and secrets, response.lua)
+ * before anything is shortened or made printable, so that no part of an
+ * echoed value survives a cut or a '?'.  NUL becomes '?' (a C string). */
+static void keep_request_id(mp_answer *a, const char *v, size_t n) {
+  size_t i;
+  while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+  if (n >= sizeof a->request_id) n = 0;
+  for (i = 0; i < n; i++) a->request_id[i] = v[i] ? v[i] : '?';
+  a->request_id[n] = '\0';
 }
 
 static size_t on_header(char *line, size_t size, size_t n, void *ud) {
   mp_answer *a = (mp_answer *)ud;
   size_t len = size * n, skip;
   int kind;
-  char value[1024]; /* cut first, then truncated to what mp_answer keeps */
+  char value[128];
   if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new response starts */
     a->request_id[0] = a->content_type[0] = '\0';
     a->retry_after = a->retry_after_ms = -1;
@@ -137,11 +135,13 @@ static size_t on_header(char *line, size_t size, size_t n, void *ud) {
   if (len == 0 || (kind = header_kind(line, len)) == H_OTHER) return len;
   skip = (size_t)((const char *)memchr(line, ':', len) - line) + 1;
   while (skip < len && (line[skip] == ' ' || line[skip] == '\t')) skip++;
+  if (kind == H_REQUEST_ID) {
+    keep_request_id(a, line + skip, len - skip);
+    return len;
+  }
   copy_value(value, sizeof value, line + skip, len - skip);
-  cut_token(value, a);
   switch (kind) {
-    case H_REQUEST_ID: copy_value(a->request_id, sizeof a->request_id, value, strlen(value)); break;
-    case H_CONTENT_TYPE: copy_value(a->content_type, sizeof a->content_type, value, strlen(value)); break;
+    case H_CONTENT_TYPE: memcpy(a->content_type, value, sizeof value); break;
     case H_RETRY_AFTER: a->retry_after = parse_retry_after(value); break;
     default: a->retry_after_ms = parse_digits(value) / 1000.0; /* no date form: -1 stays < 0 */
   }
@@ -395,11 +395,11 @@ void mp_easy_request(CURL *e, const mp_conf *c, const char *method, const char *
 /* ---------------------------------------------------------------- answers */
 
 int mp_check_limit(lua_State *L, int arg) {
-  lua_Integer n;
+  lua_Number n;
   if (lua_isnoneornil(L, arg)) return 0;
-  n = luaL_checkinteger(L, arg);
+  n = luaL_checknumber(L, arg);
   luaL_argcheck(L, n >= 1, arg, "request limit must be 1 or more");
-  return n > 1000000 ? 1000000 : (int)n; /* more is "any" in practice */
+  return n > 1000000 ? 1000000 : (int)n; /* more is "any" in practice (retries = 1e300) */
 }
 
 void mp_answer_reset(mp_answer *a, int limit) {
@@ -552,7 +552,6 @@ static void session_free(session *s) {
   int leak = s->easy != NULL && mp_sockets_inherited(&s->socks) && !mp_sockets_disown(&s->socks);
   if (s->easy != NULL && !leak) curl_easy_cleanup(s->easy);
   s->easy = NULL;
-  mp_conf_free(&s->conf);
   mp_buf_free(&s->ans.body);
 }
 
@@ -567,8 +566,12 @@ static int session_close(lua_State *L) {
   return 0;
 }
 
+/* The settings (the token among them) live until __gc: a closed session
+ * still redacts what an error or a log line made after its close shows. */
 static int session_gc(lua_State *L) {
-  session_free((session *)luaL_checkudata(L, 1, SESSION_MT));
+  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+  session_free(s);
+  mp_conf_free(&s->conf);
   return 0;
 }
 
@@ -604,10 +607,7 @@ static int session_new(lua_State *L) {
  * connections and TLS sessions alone (session_free) and start on a handle of
  * our own. */
 static void session_after_fork(lua_State *L, session *s) {
-  mp_conf conf = s->conf;
-  memset(&s->conf, 0, sizeof s->conf); /* kept: session_free would free it */
   session_free(s);
-  s->conf = conf;
   if (!session_handle(s)) luaL_error(L, "curl_easy_init failed");
 }
 
@@ -657,22 +657,17 @@ static int session_perform(lua_State *L) {
 }
 
 /* session:redact(text [, secrets]) -> text without the session's token (and
- * the strings of the array secrets): see core.redact. */
-static int redact_text(lua_State *L) {
-  session *s = (session *)lua_touserdata(L, 1);
-  size_t tlen;
-  const char *token = mp_conf_token(&s->conf, &tlen);
-  return mp_redact(L, 2, token, tlen, 0, lua_isnoneornil(L, 3) ? 0 : 3);
-}
-
+ * the strings of the array secrets), open or closed: see core.redact. */
+/* Not a busy call: it touches no libcurl handle, and the token it reads
+ * lives until __gc, which cannot come while the session is an argument. */
 static int session_redact(lua_State *L) {
-  session *s;
+  session *s = (session *)luaL_checkudata(L, 1, SESSION_MT);
+  size_t tlen = 0;
+  const char *token = NULL;
   luaL_checkstring(L, 2);
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
-  lua_settop(L, 3);
-  mp_busy_push(L, redact_text, 3);
-  s = enter_session(L);
-  return mp_busy_run(L, &s->busy, 3, free_session, s);
+  if (s->conf.hdr_plain != NULL) token = mp_conf_token(&s->conf, &tlen);
+  return mp_redact(L, 2, token, tlen, 0, lua_isnoneornil(L, 3) ? 0 : 3);
 }
 
 /* ---------------------------------------------------------------- ids */

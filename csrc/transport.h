@@ -40,9 +40,9 @@ typedef struct mp_answer {
   int limit;           /* requests this transfer may send (0: any); past
                           it libcurl's resend is refused, so retries bound
                           what the server receives */
-  const char *token;   /* the conf's, cut from the header values we keep */
+  const char *token;   /* the conf's, cut from error bodies */
   size_t token_len;
-  char request_id[1024]; /* the token cut out; response.request_id keeps 127 */
+  char request_id[1024]; /* raw; "" when longer: response.request_id redacts it */
   char content_type[128];
   char errbuf[CURL_ERROR_SIZE];
 } mp_answer;

@@ -1110,9 +1110,14 @@ static void restore_value(lua_State *L, int t, mp_intz *z) {
 #if LUA_VERSION_NUM >= 503
   lua_Integer i;
   lua_Number d;
+  if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+    d = lua_tonumber(L, -1);
+    /* 2^53 or more: the text may hold digits the double lost, also when it
+     * rounded up past a Lua integer (2^63 - 1 reads as 2^63) */
+    if (d >= 9007199254740992.0 || d <= -9007199254740992.0) z->big = 1;
+  }
   if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
       lua_numbertointeger((d = lua_tonumber(L, -1)), &i) && (lua_Number)i == d) {
-    if (d >= 9007199254740992.0 || d <= -9007199254740992.0) z->big = 1; /* 2^53 */
     lua_pushvalue(L, -2);
     lua_pushinteger(L, i);
     lua_rawset(L, t); /* an existing key: allowed during lua_next */

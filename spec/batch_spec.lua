@@ -177,6 +177,19 @@ describe("batches", function()
     c:close()
   end)
 
+  it("goes on when on_progress closes the installation: the batch's handle is its own", function()
+    local c = inst()
+    emu:control("POST", "/_emulator/faults", { method = "PUT", path = ".*/db_[5-9]", status = 404, count = 50 })
+    local closed = false
+    local results = c:import_many(items(9), { concurrency = 1, on_progress = function(done)
+      if done == 2 and not closed then closed = true; c:close() end
+    end })
+    assert.equals(9, #results)
+    for i = 1, 9 do
+      if i <= 4 then assert.is_true(results[i].ok, i) else assert.equals(404, results[i].err.status, i) end
+    end
+  end)
+
   it("stops when on_progress raises, saying what became of every item", function()
     local c = inst()
     -- db_2..db_4 answer slowly: in flight when the first answer comes.

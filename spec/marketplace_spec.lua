@@ -87,6 +87,26 @@ describe("vercel.marketplace", function()
     big:close()
   end)
 
+  it("takes a retries budget too large to count (1e300) and still answers nil, err", function()
+    local huge = marketplace.installation("icfg_1", { token = "test-token", retries = 1e300, base_url = emu.url })
+    local out, err = huge:get("nope") -- a 404: not retried, so one attempt
+    assert.is_nil(out)
+    assert.equals(404, err.status)
+    assert.equals(1, err.attempts)
+    local results = huge:delete_many({ "nope" })
+    assert.equals(404, results[1].err.status)
+    huge:close()
+  end)
+
+  it("answers nil, err when the log option closes the installation meanwhile", function()
+    local c
+    c = marketplace.installation("icfg_1", { token = "test-token", base_url = emu.url, retries = 0,
+      log = function() c:close() end })
+    local out, err = c:get("nope")
+    assert.is_nil(out)
+    assert.equals(404, err.status)
+  end)
+
   describe("import", function()
     it("PUTs the body as JSON and returns the decoded answer", function()
       local out, err = inst:import("db_1", IMPORT)
@@ -378,6 +398,10 @@ describe("vercel.marketplace", function()
       assert.equals(1e300, v.e)
       assert.equals(0, #v.d[2])
       if not math.type then return end -- 5.1 and LuaJIT: every number is a double
+      -- alone: 2^63 - 1 reads as the double 2^63, past a Lua integer
+      local max = assert(marketplace.decode('{"n":9223372036854775807}'))
+      assert.equals(math.maxinteger, max.n)
+      assert.equals("integer", math.type(max.n))
       assert.equals(9007199254740993, v.a)
       assert.equals(math.maxinteger, v.b)
       assert.equals(math.mininteger, v.c)

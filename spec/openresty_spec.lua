@@ -755,6 +755,17 @@ describe("inside nginx", function()
       assert.same(counts, e.counts)
       assert.is_true(counts.done >= 2 and counts.done + counts.in_flight <= n, cjson.encode(counts))
     end)
+
+    -- Threads waiting out a retry look up every tenth of a second: the
+    -- batch stops when on_progress raises, not when the longest wait ends.
+    it("stop when on_progress raises even while other threads wait to retry", function()
+      fault(emu, { method = "PUT", path = ".*/b[2-4]", status = 429, retry_after = 8, count = 3 })
+      fault(emu, { method = "PUT", path = ".*/b1", delay = 0.3 })
+      local started = helper.now()
+      local _, w = batch({ op = "import", items = items(6), concurrency = 4, stop_at = 1, opts = { retries = 2 } })
+      assert.equals("callback", w.raised.kind)
+      assert.is_true(helper.now() - started < 4, "took " .. (helper.now() - started) .. " s")
+    end)
   end)
 
   describe("init_by_lua", function()

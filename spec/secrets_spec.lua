@@ -272,6 +272,24 @@ describe("secrets", function()
       emu:control("DELETE", "/_emulator/faults")
     end
     assert_clean(lines, "log")
+    -- Bytes a terminal could not show, and an id longer than the 1023 bytes
+    -- a transport keeps: redacted before anything is replaced or cut.
+    local UMLAUT = "p\195\164ssw\195\182rt-" .. MARK
+    local function umlaut() return { { name = "U", value = UMLAUT } } end
+    for n, case in ipairs({
+      { header = "fra1::" .. UMLAUT, want = "fra1::[secret]" },
+      { header = ("A"):rep(1000) .. UMLAUT, want = nil },
+    }) do
+      emu:control("POST", "/_emulator/faults", { status = 400, error = { code = "bad", message = "no" },
+        headers = { ["x-vercel-id"] = case.header } })
+      local inst = installation()
+      local _, err = inst:update_secrets("db_1", umlaut())
+      inst:close()
+      assert.equals(case.want, err.request_id, n)
+      assert_clean(err, "request id case " .. n)
+      emu:control("DELETE", "/_emulator/faults")
+    end
+    assert_clean(lines, "log")
     -- A successful answer's request id, in the log.
     emu:control("POST", "/_emulator/faults", { delay = 0, count = 10, headers = { ["x-vercel-id"] = "ok-" .. TOKEN } })
     local inst = installation()

@@ -433,6 +433,20 @@ describe("transport", function()
       assert.equals(before + 1, #emu:requests())               -- no retry after the signal
     end)
 
+    it("returns from a sleep at once when the SIGINT came before it", function()
+      local ok, out = helper.run_lua([[
+        local core = require "vercel.marketplace.core"
+        assert(core.trap_interrupt())
+        io.popen("kill -INT $PPID"):close() -- not os.execute: system() ignores SIGINT meanwhile
+        for _ = 1, 100 do if core.interrupted() then break end core.sleep(0.01) end
+        local t = core.now()
+        core.sleep(3)
+        print(core.interrupted(), core.now() - t < 1)
+      ]])
+      assert.is_true(ok, out)
+      assert.equals("true\ttrue\n", out)
+    end)
+
     it("stops a batch, saying what became of every item", function()
       emu:control("POST", "/_emulator/faults", { method = "PUT", path = "/v1/installations/icfg_1/resources/db_1[0-9]", delay = 20, count = 10 })
       local text, ms = interrupt(([[

@@ -317,13 +317,19 @@ end
 
 -- Light threads (inside nginx) ----------------------------------------------
 
+local WAIT_SLICE = 0.1 -- seconds a waiting thread sleeps before looking again
+
 -- Sleep until `at` (core.now() seconds), or with no `at` until the pause
--- is over: another thread's 429 may extend it meanwhile, hence the loop.
+-- is over: another thread's 429 may extend it meanwhile, and another
+-- thread may stop the batch (on_progress raised), hence short slices.
 function Run:wait(at)
-  for _ = 1, 10 do
+  local wait = (at or self.pause_until) - core.now()
+  -- bounded: a pause grows by at most max_retry_delay at a time
+  for _ = 1, math.ceil((math.max(0, wait) + self.opts.max_retry_delay) / WAIT_SLICE) + 10 do
+    if self.aborted then return end
     local d = (at or self.pause_until) - core.now()
     if d <= 0 then return end
-    self.sleep(d)
+    self.sleep(math.min(d, WAIT_SLICE))
   end
 end
 

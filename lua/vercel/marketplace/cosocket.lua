@@ -49,12 +49,13 @@ M.MAX_HEADERS = 300 * 1024
 local LINE_PIECE = 16 * 1024 -- a line is read this much at a time, at most
 local READ_CHUNK = 64 * 1024 -- a body without a length, likewise
 local FIELD_MAX = 127 -- the C session keeps 127 bytes of content-type
-local REQUEST_ID_MAX = 1023 -- and 1023 of x-vercel-id, cut first, shortened by response.request_id
+local REQUEST_ID_MAX = 1023 -- and x-vercel-id up to 1023 bytes, as it came (none when longer):
+                            -- response.request_id redacts it before shortening it
 
 -- As the C session does: printable ASCII only, so a hostile server cannot
 -- put control characters into error messages and log lines.
-local function printable(value, max)
-  return (value:sub(1, max or FIELD_MAX):gsub("[^\32-\126]", "?"))
+local function printable(value)
+  return (value:sub(1, FIELD_MAX):gsub("[^\32-\126]", "?"))
 end
 
 -- The token lives only in the prebuilt request headers and here, kept
@@ -171,7 +172,7 @@ local function add_header(head, line)
   local name, value = line:match("^([^:]+):(.*)$")
   if not name then return end
   name, value = name:lower(), trim(value)
-  if name == "x-vercel-id" then head.request_id = printable(value, REQUEST_ID_MAX)
+  if name == "x-vercel-id" then head.request_id = #value <= REQUEST_ID_MAX and (value:gsub("%z", "?")) or nil
   elseif name == "content-type" then head.content_type = printable(value)
   elseif name == "retry-after" then head.ra = parse_retry_after(value)
   elseif name == "retry-after-ms" then head.ra_ms = parse_retry_after(value) / 1000
@@ -398,9 +399,7 @@ local function exchange(a)
   if to_close or head.close or head.version == "1.0" then sock:close() else sock:setkeepalive() end
   local ra = head.ra_ms >= 0 and head.ra_ms or head.ra
   return head.status, data, {
-    -- An echo of the token is cut here, as the C session does: the id reaches
-    -- error objects and log lines.
-    request_id = head.request_id and core.redact(head.request_id, token_of[s]), content_type = head.content_type,
+    request_id = head.request_id, content_type = head.content_type,
     retry_after = ra >= 0 and ra or nil, reused = reused,
   }
 end

@@ -79,12 +79,14 @@ end
 local REQUEST_ID_MAX = 127
 
 --- The answer's request id (`x-vercel-id`) fit for an error or a log line:
--- redacted as `redact` does, then at most 127 bytes.  The transports keep
--- up to 1023 so that a value is cut whole before the id is shortened.
+-- redacted as `redact` does, then printable ASCII only (other bytes `?`),
+-- then at most 127 bytes.  The transports keep it as it came (up to 1023
+-- bytes; none when longer), so that an echoed value is cut whole before
+-- anything else touches it.
 function M.request_id(meta, session, request)
   local id = meta.request_id
   if not id then return nil end
-  return M.redact(id, session, request):sub(1, REQUEST_ID_MAX)
+  return (M.redact(id, session, request):gsub("[^\32-\126]", "?"):sub(1, REQUEST_ID_MAX))
 end
 
 local MAX_LIMIT_DEPTH = 8
