@@ -88,6 +88,7 @@ int mp_sockets_disown(mp_sockets *s) {
 /* The one mutable global of the core: a signal handler has no other place
  * to write.  sig_atomic_t, written only by the handler. */
 static volatile sig_atomic_t got_sigint = 0;
+static volatile sig_atomic_t trapped = 0; /* written once, by trap_interrupt */
 
 static void on_sigint(int sig) {
   (void)sig;
@@ -95,6 +96,7 @@ static void on_sigint(int sig) {
 }
 
 int mp_interrupted(void) { return got_sigint != 0; }
+int mp_trapped(void) { return trapped != 0; }
 
 /* -> whether the trap is on.  No SA_RESTART, so a blocking call returns
  * EINTR; SA_RESETHAND, so a second Ctrl-C kills the process as usual when
@@ -111,6 +113,7 @@ static int trap_interrupt(lua_State *L) {
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESETHAND;
   if (sigaction(SIGINT, &sa, NULL) != 0) return luaL_error(L, "sigaction failed");
+  trapped = 1;
   lua_pushboolean(L, 1);
   return 1;
 }

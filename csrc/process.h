@@ -38,6 +38,8 @@ void mp_sockets_attach(CURL *e, mp_sockets *s);
 
 /* Whether SIGINT arrived since core.trap_interrupt() (0 without the trap). */
 int mp_interrupted(void);
+/* Whether core.trap_interrupt() is on: transfers then watch for SIGINT. */
+int mp_trapped(void);
 
 /* Adds now, sleep, random, trap_interrupt and interrupted to the module table
  * on top of the stack. */

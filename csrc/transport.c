@@ -364,7 +364,6 @@ void mp_easy_setup(CURL *e, const mp_conf *c, mp_answer *a, mp_sockets *socks) {
   curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_request);
   curl_easy_setopt(e, CURLOPT_PREREQDATA, (void *)a);
   curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
-  curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
   mp_sockets_attach(e, socks);
   curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent ? c->user_agent : "vercel-marketplace-lua/" MP_VERSION);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
@@ -378,6 +377,9 @@ void mp_easy_setup(CURL *e, const mp_conf *c, mp_answer *a, mp_sockets *socks) {
 void mp_easy_request(CURL *e, const mp_conf *c, const char *method, const char *url,
                      const char *body, size_t len) {
   curl_easy_setopt(e, CURLOPT_URL, url);
+  /* The progress callback only where a SIGINT can end the transfer: it costs
+   * libcurl's progress bookkeeping on every request. */
+  curl_easy_setopt(e, CURLOPT_NOPROGRESS, mp_trapped() ? 0L : 1L);
   if (body == NULL) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, (char *)NULL);
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
