@@ -32,8 +32,8 @@ external_dependencies = {
 local function core_module(define)
   return {
     sources = {
-      "csrc/core.c", "csrc/schema.c", "csrc/validate.c", "csrc/encode.c", "csrc/transport.c",
-      "csrc/multi.c", "csrc/process.c", "csrc/redact.c",
+      "csrc/core.c", "csrc/schema.c", "csrc/validate.c", "csrc/encode.c", "csrc/easy.c",
+      "csrc/session.c", "csrc/multi.c", "csrc/ids.c", "csrc/process.c", "csrc/redact.c", "csrc/answer.c",
     },
     libraries = { "curl" },
     incdirs = { "$(CURL_INCDIR)" },

@@ -27,7 +27,8 @@
 #include <string.h>
 
 #include "core.h"
-#include "transport.h"
+#include "easy.h"
+#include "session.h"
 
 #define MULTI_MT "vercel.marketplace.multi"
 #define MAX_SLOTS 256

@@ -1,6 +1,6 @@
 /*
  * redact.c -- the one place where the token and secret values are cut out
- * of text: error answers (transport.c), the strings an error object carries
+ * of text: error answers (easy.c), the strings an error object carries
  * and log lines (response.lua through session:redact), and the CLI.
  *
  *   core.redact(text [, token [, secrets]]) -> text

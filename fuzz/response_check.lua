@@ -16,7 +16,7 @@ local errors = require "vercel.marketplace.error"
 
 local function fail(fmt, ...) error(fmt:format(...), 2) end
 
-local PLACEHOLDER = "\255\254[]" -- what an empty array is while cjson decodes (csrc/validate.c)
+local PLACEHOLDER = "\255\254[]" -- what an empty array is while cjson decodes (csrc/answer.c)
 
 -- Float values that integerize should have turned into integers, and
 -- placeholders that should have become empty arrays.

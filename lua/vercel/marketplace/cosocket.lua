@@ -2,7 +2,7 @@
 -- request waiting for the API yields to the rest of the worker instead of
 -- blocking it (as `curl_easy_perform` would).
 --
--- A session answers exactly like the libcurl session of csrc/transport.c:
+-- A session answers exactly like the libcurl session of csrc/session.c:
 -- `perform(method, url[, body[, limit]])` -> `status, body, meta` (meta =
 -- `{request_id, content_type, retry_after, reused, sent}`) or
 -- `nil, "timeout"|"transport", message, retryable, sent`, `limit` bounding

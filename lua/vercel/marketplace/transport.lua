@@ -2,7 +2,7 @@
 --
 -- `open(settings)` returns a session, whose `perform(method, url, body,
 -- limit)` answers `status, body, meta` or `nil, kind, message, retryable,
--- sent` (see csrc/transport.c) and whose `redact(text, secrets)` cuts its
+-- sent` (see csrc/session.c, csrc/easy.c) and whose `redact(text, secrets)` cuts its
 -- token out of text, and the `sleep(seconds)` the retry loop waits with.
 --
 -- Outside nginx every request goes through the libcurl session.  Inside

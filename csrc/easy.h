@@ -1,11 +1,11 @@
 /*
- * transport.h -- what the one-at-a-time session (transport.c) and the batch
- * multi handle (multi.c) share: the settings every easy handle is set up
+ * easy.h -- what the one-at-a-time session (session.c) and the batch multi
+ * handle (multi.c) share (easy.c): the settings every easy handle is set up
  * with, the answer a transfer collects, and how an answer reaches Lua.  Both
  * sides thus send byte-identical requests and read answers the same way.
  */
-#ifndef MP_TRANSPORT_H
-#define MP_TRANSPORT_H
+#ifndef MP_EASY_H
+#define MP_EASY_H
 
 #include <curl/curl.h>
 
@@ -78,10 +78,6 @@ const char *mp_check_url(lua_State *L, int arg);
 /* The token of a conf, as sent after "Bearer ". */
 const char *mp_conf_token(const mp_conf *c, size_t *len);
 
-/* The settings of the session userdata at idx (raises when it is none or
- * closed): batch handles copy them (transport.c). */
-const mp_conf *mp_session_conf(lua_State *L, int idx);
-
 /* A handle in use.  While a call works with it, any allocation may run a
  * finalizer, and a finalizer may do anything: close() then only marks it
  * (close_pending) and another call on it is refused. */
@@ -104,16 +100,9 @@ typedef struct mp_busy {
 void mp_busy_push(lua_State *L, lua_CFunction f, int nargs);
 int mp_busy_run(lua_State *L, mp_busy *b, int nargs, void (*close)(void *), void *owner);
 
-/* Adds core.multi to the module table on top of the stack (multi.c). */
-void mp_open_multi(lua_State *L);
-
-/* The metatable `name` (registry) with metamethods `meta`, the functions `fields` as its
- * __index and __name set: one shape for the session and batch userdata. */
-void mp_register_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *fields);
-
 /* The response buffer kept between requests; a larger one is freed. */
 #define MP_KEEP_BUFFER (1024 * 1024)
 
 MP_END_INTERNAL
 
-#endif /* MP_TRANSPORT_H */
+#endif /* MP_EASY_H */
