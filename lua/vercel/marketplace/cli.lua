@@ -266,10 +266,32 @@ local function plain(v)
   return t
 end
 
--- Encode a value as JSON with the core's encoder (exact integers).
+-- Encode a value as JSON, the same bytes every run: object keys sorted
+-- (Lua's table order changes from one run to the next, so two exports could
+-- not be diffed), arrays in order, every scalar by the core's encoder (exact
+-- integers, escapes).  A table with a key that is not a string goes to the
+-- core's encoder whole.
 local function json(v)
-  local s = core.encode_value(plain(v))
-  return s or "null"
+  v = plain(v)
+  if type(v) ~= "table" then return core.encode_value(v) or "null" end
+  local keys, n = {}, #v
+  for k in next, v do
+    if type(k) ~= "string" then
+      if n == 0 or type(k) ~= "number" then return core.encode_value(v) or "null" end
+    else
+      keys[#keys + 1] = k
+    end
+  end
+  if n > 0 and keys[1] == nil then
+    local parts = {}
+    for i = 1, n do parts[i] = json(v[i]) end
+    return "[" .. table.concat(parts, ",") .. "]"
+  end
+  if n > 0 or getmetatable(v) == core.array_mt then return core.encode_value(v) or "null" end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = core.encode_value(k) .. ":" .. json(v[k]) end
+  return "{" .. table.concat(parts, ",") .. "}"
 end
 
 -- A JSON array from a Lua array: `[]` when it is empty, never `{}`.
