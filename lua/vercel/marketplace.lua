@@ -267,7 +267,8 @@ end
 
 --- Read one resource: `GET .../resources/{rid}`.
 -- @return a resource object (fields as the API returned them, methods
---  `update`, `delete`, `refresh`), or nil, err
+--  `vercel.marketplace.resource.Resource:update`, `vercel.marketplace.resource.Resource:delete`,
+--  `vercel.marketplace.resource.Resource:refresh`), or nil, err
 function Installation:get(id)
   check_arg("get", 1, id, "string")
   local v, err = self:_run("get", id)

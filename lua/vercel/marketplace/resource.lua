@@ -15,23 +15,30 @@ function Resource.__tostring(r)
   return ("vercel.marketplace.resource(%s)"):format(tostring(methods.partner_id(r)))
 end
 
+--- A resource object: the fields the API returned, and these methods.
+-- @type Resource
+
 --- The partner's id of this resource (`id` from `get`, `partnerId` from `list`).
+-- @function Resource:partner_id
 function methods:partner_id()
   return rawget(self, "id") or rawget(self, "partnerId")
 end
 
---- Update this resource (PATCH): see `installation:update`.
+--- Update this resource (PATCH): see `vercel.marketplace.Installation:update`.
+-- @function Resource:update
 function methods:update(patch)
   return owner[self]:update(self:partner_id(), patch)
 end
 
---- Delete this resource: see `installation:delete`.
+--- Delete this resource: see `vercel.marketplace.Installation:delete`.
+-- @function Resource:delete
 function methods:delete()
   return owner[self]:delete(self:partner_id())
 end
 
 --- Replace this resource's fields by what the API has now.
 -- @return the resource itself, or nil, err
+-- @function Resource:refresh
 function methods:refresh()
   local fresh, err = owner[self]:get(self:partner_id())
   if not fresh then return nil, err end
@@ -39,6 +46,9 @@ function methods:refresh()
   for k, v in pairs(fresh) do self[k] = v end
   return self
 end
+
+--- Module functions.
+-- @section functions
 
 --- Give a decoded table the resource methods, bound to installation `inst`.
 function M.wrap(inst, t)
