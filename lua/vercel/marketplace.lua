@@ -20,7 +20,10 @@ local response = require "vercel.marketplace.response"
 local retry = require "vercel.marketplace.retry"
 local transport = require "vercel.marketplace.transport"
 
-local M = { VERSION = core.VERSION }
+local M = {}
+
+--- This library's version, as its C core reports it (`"0.1.0"`).
+M.VERSION = core.VERSION
 
 --- Options of `installation` and their defaults.
 -- @table defaults
