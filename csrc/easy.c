@@ -38,9 +38,15 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
 /* Copy a header value without its trailing CR/LF, truncated to fit.  Only
  * printable ASCII is kept (others become '?'): these values end up in error
  * messages and log lines, where a hostile server must not inject lines. */
+/* n without the value's trailing CR, LF, blanks and tabs. */
+static size_t trimmed(const char *v, size_t n) {
+  while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+  return n;
+}
+
 static void copy_value(char *dst, size_t cap, const char *v, size_t n) {
   size_t i;
-  while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+  n = trimmed(v, n);
   if (n >= cap) n = cap - 1;
   for (i = 0; i < n; i++) dst[i] = (v[i] >= 0x20 && v[i] < 0x7f) ? v[i] : '?';
   dst[n] = '\0';
@@ -93,7 +99,7 @@ static int header_kind(const char *line, size_t len) {
  * echoed value survives a cut or a '?'.  NUL becomes '?' (a C string). */
 static void keep_request_id(mp_answer *a, const char *v, size_t n) {
   size_t i;
-  while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+  n = trimmed(v, n);
   if (n >= sizeof a->request_id) n = 0;
   for (i = 0; i < n; i++) a->request_id[i] = v[i] ? v[i] : '?';
   a->request_id[n] = '\0';
